@@ -1,0 +1,5 @@
+import sys
+
+from monai_topo.cli import main
+
+sys.exit(main())
