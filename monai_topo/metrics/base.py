@@ -1,0 +1,91 @@
+"""What the topology metrics share: the ``(B, C, *spatial)`` input contract and MONAI's reductions."""
+
+from __future__ import annotations
+
+import torch
+from monai.metrics import CumulativeIterationMetric
+from monai.metrics.utils import do_metric_reduction, ignore_background
+from monai.utils import MetricReduction, convert_data_type
+
+
+def _as_batch_tensor(x, name: str) -> torch.Tensor:
+    x = convert_data_type(x, output_type=torch.Tensor)[0]
+    if x.ndim not in (4, 5):
+        raise ValueError(
+            f"{name} must have shape (B, C, H, W) or (B, C, D, H, W), got shape {tuple(x.shape)}."
+        )
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}).")
+    if x.is_complex():
+        raise TypeError(f"{name} must be a real or boolean tensor, got dtype {x.dtype}.")
+    return x
+
+
+def check_binary(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Return ``x`` as a bool tensor, or raise ``ValueError`` if it holds values other than 0 and 1."""
+    if x.dtype != torch.bool and not bool(((x == 0) | (x == 1)).all()):
+        raise ValueError(
+            f"{name} must be binarised (values 0 and 1 only); threshold probabilities first, "
+            "e.g. monai.transforms.AsDiscrete(threshold=0.5)."
+        )
+    return x.bool()
+
+
+def segmentation_pair(
+    y_pred, y, include_background: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Check the ``(B, C, *spatial)`` layout of ``y_pred`` (and ``y`` when given) and drop channel 0
+    unless ``include_background`` (a single channel is always kept, as in MONAI)."""
+    y_pred = _as_batch_tensor(y_pred, "y_pred")
+    if y is not None:
+        y = _as_batch_tensor(y, "y")
+        if y.shape != y_pred.shape:
+            raise ValueError(
+                f"y_pred and y must have the same shape, got {tuple(y_pred.shape)} and {tuple(y.shape)}."
+            )
+    if not include_background:
+        y_pred, y = ignore_background(y_pred=y_pred, y=y)
+    return y_pred, y
+
+
+class ReducedMetric(CumulativeIterationMetric):
+    """A cumulative metric with one value per item and channel, NaN where an entry is excluded,
+    aggregated over the not-NaN values exactly like MONAI's metrics.
+
+    Parameters
+    ----------
+    include_background : bool
+        Whether to score channel 0 of a multi-channel input.
+    reduction : str or MetricReduction
+        ``"mean"``, ``"sum"``, ``"mean_batch"``, ``"sum_batch"``, ``"mean_channel"``, ``"sum_channel"``
+        or ``"none"``; applied to the not-NaN values only.
+    get_not_nans : bool
+        Whether :meth:`aggregate` also returns the count of not-NaN values.
+    """
+
+    def __init__(
+        self,
+        include_background: bool = False,
+        reduction: MetricReduction | str = MetricReduction.MEAN,
+        get_not_nans: bool = False,
+    ) -> None:
+        super().__init__()
+        self.include_background = include_background
+        self.reduction = reduction
+        self.get_not_nans = get_not_nans
+
+    def aggregate(
+        self, reduction: MetricReduction | str | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Reduce the buffered ``(B, C)`` values over their not-NaN entries.
+
+        Parameters
+        ----------
+        reduction : str or MetricReduction, optional
+            Overrides the reduction given at construction.
+        """
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"the data to aggregate must be a torch.Tensor, got {type(data).__name__}.")
+        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
+        return (f, not_nans) if self.get_not_nans else f
