@@ -46,7 +46,19 @@ def noisy_ring(
     if gap:
         angle = np.arctan2(yy, xx)
         prob *= 1 - 0.7 * np.exp(-((angle / 0.25) ** 2))
-    rng = np.random.default_rng(seed)
-    smooth = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma=size / 32)
-    prob = prob + noise * smooth / (smooth.std() + 1e-12)
+    prob = prob + noise * smooth_noise(np.random.default_rng(seed), (size, size), sigma=size / 32)
     return np.clip(prob, 0, 1).astype(np.float32)
+
+
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma) -> np.ndarray:
+    """Gaussian white noise smoothed with a Gaussian of width ``sigma`` (pixels), rescaled to unit std.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from monai_topo.data.synthetic import smooth_noise
+    >>> round(float(smooth_noise(np.random.default_rng(0), (32, 32), 2.0).std()), 6)
+    1.0
+    """
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=sigma)
+    return field / (field.std() + 1e-12)
