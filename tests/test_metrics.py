@@ -83,12 +83,22 @@ def test_prior_ranges_give_distance_to_range():
     np.testing.assert_array_equal(errors.numpy(), [[0, 2, 2], [0, 1, 1], [1, 1, 2]])
 
 
+def test_prior_leaves_unlisted_dimensions_free():
+    pred = _batch(SHAPES_3D)
+    errors = compute_betti_error(pred, prior=[(1,)] * len(SHAPES_3D))
+    assert errors.sum() == 0  # every 3D shape is one component; β1 and β2 are not constrained
+    errors = compute_betti_error(pred, prior=[(0, (3, None))] * len(SHAPES_3D))[:, 0]
+    expected = [[1, max(3 - _betti(n)[1], 0), 0] for n in SHAPES_3D]
+    np.testing.assert_array_equal(errors[:, :-1].numpy(), expected)
+
+
 def test_unknown_prior_items_are_nan_and_left_out_of_the_mean():
     pred = _batch(["disc", "ring", "ring"])
     expected = [np.nan, 0.0, 1.0]
     list_prior = [None, (1, 1), (1, 0)]
     array_prior = torch.tensor([[np.nan, np.nan], [1, 1], [1, 0]])
-    for prior in (list_prior, array_prior):
+    range_prior = torch.tensor([[[np.nan] * 2] * 2, [[1, 1], [1, 1]], [[1, 1], [0, 0]]])
+    for prior in (list_prior, array_prior, range_prior):
         np.testing.assert_array_equal(compute_betti_error(pred, prior=prior)[:, 0, -1].numpy(), expected)
     metric = BettiErrorMetric(get_not_nans=True)
     metric(pred, prior=list_prior)
@@ -134,8 +144,10 @@ def _multichannel_batches():
     disc = np.zeros((21, 21), np.float32)
     disc[5:15, 5:15] = 1
     masks = {"ring": (ring().astype(np.float32), (1, 1)), "disc": (disc, (1, 0)), "empty": (0 * disc, (0, 0))}
-    truth = [["ring", "empty"], ["empty", "empty"], ["ring", "ring"], ["ring", "disc"], ["empty", "ring"], ["ring", "ring"]]
-    pred = [["ring", "disc"], ["disc", "empty"], ["disc", "ring"], ["ring", "ring"], ["empty", "disc"], ["ring", "ring"]]
+    truth = [["ring", "empty"], ["empty", "empty"], ["ring", "ring"]]
+    truth += [["ring", "disc"], ["empty", "ring"], ["ring", "ring"]]
+    pred = [["ring", "disc"], ["disc", "empty"], ["disc", "ring"]]
+    pred += [["ring", "ring"], ["empty", "disc"], ["ring", "ring"]]
     expected = [
         [np.nan if t == "empty" else float(np.abs(np.subtract(masks[p][1], masks[t][1])).sum()) for p, t in zip(*row)]
         for row in zip(pred, truth)
@@ -227,18 +239,18 @@ def test_vi_of_binary_masks_is_per_channel():
         (lambda: compute_betti_error(torch.zeros(5, 5), prior=[(1, 0)]), r"y_pred must have shape \(B, C, H, W\)"),
         (lambda: compute_betti_error(torch.zeros(1, 1, 5, 5)), "neither"),
         (lambda: compute_betti_error(torch.zeros(1, 1, 5, 5), torch.zeros(1, 1, 5, 5), [(1, 0)]), "both"),
-        (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4, 4), prior=[(1, 0)]), r"3D and need 3 \(β0, β1, β2\)"),
-        (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[(1, 0, 0)]), r"2D and need 2 \(β0, β1\)"),
-        (lambda: compute_betti_error(torch.zeros(2, 1, 4, 4), prior=[(1, 0)]), "one prior per item: expected 2"),
-        (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[(-1, 0)]), "non-negative integers"),
-        (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[(1.5, 0)]), "non-negative integers"),
-        (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[(1, (2, 1))]), "min <= max"),
+        (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[(1, 0, 0)]), "2D image has only homology"),
+        (lambda: compute_betti_error(torch.zeros(2, 1, 4, 4), prior=[(1, 0)]), "1 per-item priors for a batch of 2"),
+        (lambda: compute_betti_error(torch.zeros(2, 1, 4, 4), prior=torch.ones(2)), r"shape \(B, d\)"),
+        (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[(-1, 0)]), ">= 0"),
+        (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[(1.5, 0)]), "whole number"),
+        (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[(1, (2, 1))]), "min > max"),
         (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[(1, (0, 1, 2))]), "count or a"),
-        (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[(1,)]), "must give 2 Betti numbers"),
+        (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[()]), "empty"),
         (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=["ab"]), "sequence of Betti numbers"),
         (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[(1, 0)], ignore_empty=True), "ignore_empty"),
         (lambda: compute_betti_error(torch.zeros(1, 1, 4, 4), prior=[(1, 0)], connectivity="8"), "connectivity"),
-        (lambda: BettiErrorMetric(prior=(1, -1)), "non-negative integers"),
+        (lambda: BettiErrorMetric(prior=(1, -1)), ">= 0"),
         (lambda: BettiErrorMetric(prior=5), "sequence of Betti numbers"),
         (lambda: BettiErrorMetric(prior=(1, 0), ignore_empty=True), "ignore_empty"),
         (lambda: BettiErrorMetric(homology_dim=3), "homology_dim"),

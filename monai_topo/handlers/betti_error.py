@@ -55,6 +55,14 @@ class BettiMetricHandler(IgniteMetricHandler):
             )
         return batch[self.prior_key] if isinstance(batch, dict) else [item[self.prior_key] for item in batch]
 
+    def iteration_completed(self, engine) -> None:
+        """Score the iteration's output; with ``prior_key`` all items at once, so that the priors read
+        from the batch line up with the predictions (ignite would otherwise update item by item)."""
+        if self.prior_key is None:
+            super().iteration_completed(engine)
+        else:
+            self.update(self._output_transform(engine.state.output))
+
     @reinit__is_reduced
     def update(self, output: Sequence) -> None:
         """Score one iteration.

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from monai.utils import MetricReduction
 
+from monai_topo.losses.priors import parse_batch_priors, parse_prior
 from monai_topo.metrics.base import ReducedMetric, check_binary, segmentation_pair
-from monai_topo.metrics.priors import batch_prior_bounds, prior_bounds
 from monai_topo.ph import DEFAULT_CONNECTIVITY, betti_numbers, check_connectivity
 
 
@@ -17,6 +17,33 @@ def _betti_table(masks: torch.Tensor, connectivity: str) -> np.ndarray:
     return np.array(
         [[betti_numbers(channel, connectivity) for channel in item] for item in masks], dtype=float
     ).reshape(*masks.shape[:2], masks.ndim - 2)
+
+
+def _is_unknown(item) -> bool:
+    """``None``, or a floating-point row that is all NaN: an item whose topology is not known."""
+    if isinstance(item, torch.Tensor):
+        item = item.detach().cpu().numpy()
+    if isinstance(item, np.ndarray):
+        return item.ndim >= 1 and item.size > 0 and np.issubdtype(item.dtype, np.floating) and np.isnan(item).all()
+    return item is None
+
+
+def _prior_bounds(prior, batch_size: int, spatial_ndim: int) -> np.ndarray:
+    """Per-item ``[min, max]`` Betti bounds, shape ``(B, spatial_ndim, 2)``: ``[0, inf]`` in dimensions a
+    prior leaves free, NaN for unknown items."""
+    is_sequence = isinstance(prior, (list, tuple, torch.Tensor, np.ndarray))
+    unknown = np.array([_is_unknown(item) for item in prior] if is_sequence else [], dtype=bool)
+    if unknown.any():
+        # Unknown items stand in as the free prior β0 in [0, ∞) so that the shared parser checks the rest.
+        prior = [[(0, None)] if is_unknown else item for item, is_unknown in zip(prior, unknown)]
+    bounds = np.tile([0.0, np.inf], (batch_size, spatial_ndim, 1))
+    for b, parsed in enumerate(parse_batch_priors(prior, batch_size, spatial_ndim)):
+        constrained = len(parsed)
+        bounds[b, :constrained, 0] = parsed.min_counts
+        bounds[b, :constrained, 1] = [np.inf if high is None else high for high in parsed.max_counts]
+    if unknown.any():
+        bounds[unknown] = np.nan
+    return bounds
 
 
 def compute_betti_error(
@@ -41,10 +68,12 @@ def compute_betti_error(
     y : torch.Tensor or numpy.ndarray, optional
         Binarised ground truth of the same shape. Give either ``y`` or ``prior``.
     prior : sequence or array, optional
-        One Betti prior per item: a list of ``B`` tuples ``(β0, β1[, β2])`` whose entries may be
-        ``(min, max)`` pairs, or an array of shape ``(B, d)`` or ``(B, d, 2)`` with ``d`` the
-        spatial dimension. An item whose prior is ``None`` (or a row of NaN) is scored NaN.
-        Each prior applies to every scored channel of its item.
+        One Betti prior per item, as :func:`monai_topo.losses.parse_batch_priors` reads them: a list
+        of ``B`` tuples ``(β0, β1[, β2])`` whose entries may be ``(min, max)`` ranges (``max`` ``None``
+        for no limit), or a tensor of shape ``(B, d)`` or ``(B, d, 2)``. A prior with fewer entries
+        than the image has homology dimensions leaves the rest free (error 0 there). An item whose
+        prior is ``None`` (or a row of NaN) has unknown topology and is scored NaN. Each prior
+        applies to every scored channel of its item.
     include_background : bool
         Whether to score channel 0 of a multi-channel input (a single channel is always scored).
     connectivity : {"full", "face"}
@@ -90,7 +119,7 @@ def compute_betti_error(
     else:
         if ignore_empty:
             raise ValueError("ignore_empty needs a ground truth y; it has no meaning against a prior.")
-        bounds = batch_prior_bounds(prior, y_pred.shape[0], y_pred.ndim - 2)[:, None]
+        bounds = _prior_bounds(prior, y_pred.shape[0], y_pred.ndim - 2)[:, None]
         low, high = bounds[..., 0], bounds[..., 1]
     # NaN bounds propagate, so excluded items stay NaN in every column.
     errors = np.maximum(low - betti_pred, 0) + np.maximum(betti_pred - high, 0)
@@ -118,7 +147,7 @@ class BettiComparisonMetric(ReducedMetric):
         super().__init__(include_background, reduction, get_not_nans)
         self.connectivity = check_connectivity(connectivity)
         if prior is not None:
-            prior_bounds(prior)
+            parse_prior(prior)
             if ignore_empty:
                 raise ValueError("ignore_empty needs a ground truth y; it has no meaning with a prior.")
         self.prior = prior
@@ -156,7 +185,9 @@ class BettiComparisonMetric(ReducedMetric):
             ]
         )
 
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, prior=None) -> torch.Tensor:  # type: ignore[override]
+    def _compute_tensor(  # type: ignore[override]
+        self, y_pred: torch.Tensor, y: torch.Tensor | None = None, prior=None
+    ) -> torch.Tensor:
         if prior is None and self.prior is not None:
             prior = [self.prior] * len(y_pred)
         errors = compute_betti_error(

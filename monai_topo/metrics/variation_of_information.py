@@ -108,5 +108,7 @@ class VariationOfInformationMetric(ReducedMetric):
             [0.]])
     """
 
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def _compute_tensor(  # type: ignore[override]
+        self, y_pred: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return compute_variation_of_information(y_pred, y, self.include_background)
