@@ -179,8 +179,12 @@ class TopologicalPriorLoss(TopologicalLoss):
             return list(self.class_priors.values())
         return [] if self.prior is None else [self.prior]
 
-    def _maps_and_priors(self, probs: torch.Tensor, prior) -> tuple[torch.Tensor, list[list[BettiPrior]]]:
-        """The ``(B, G, *spatial)`` maps to score and the prior of each ``[b][g]``."""
+    def scored_maps(self, probs: torch.Tensor, prior=None) -> tuple[torch.Tensor, list[list[BettiPrior]]]:
+        """The ``(B, G, *spatial)`` maps this loss scores (channels, or class unions) and the prior of each ``[b][g]``.
+
+        ``probs`` are activated probabilities; ``prior`` per-item priors as in :meth:`forward`.
+        Used to check the same maps against the same priors elsewhere (e.g. test-time refinement).
+        """
         batch, channels, spatial_ndim = probs.shape[0], probs.shape[1], probs.ndim - 2
         if self.class_priors is not None:
             if prior is not None:
@@ -226,7 +230,7 @@ class TopologicalPriorLoss(TopologicalLoss):
             Reduced as ``reduction`` says.
         """
         probs = self.activate(input)
-        maps, priors = self._maps_and_priors(probs, prior)
+        maps, priors = self.scored_maps(probs, prior)
         maxdim = max(len(p) for row in priors for p in row) - 1
         diagrams = batch_persistence(maps, maxdim=maxdim, connectivity=self.connectivity, num_workers=self.num_workers)
         loss = loss_table(lambda dgm, p: prior_loss_from_diagram(dgm, p, self.weights), diagrams, priors)
