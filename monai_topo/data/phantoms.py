@@ -122,7 +122,7 @@ def myocardium_phantom(
     image[fat] = 0.8
     # Right ventricle: a bright pool on one side of the septum, its own thin wall around it.
     rv_direction = rng.uniform(0.6, 1.2) * np.pi * rng.choice([-1, 1])
-    rv_distance = (radius[label].max() if label.any() else size * 0.1) + rng.uniform(0.06, 0.1) * size
+    rv_distance = radius[label].max() + rng.uniform(0.06, 0.1) * size
     rv_centre = centre + rv_distance * np.array([np.sin(rv_direction), np.cos(rv_direction)])
     rv = _ellipse(yy, xx, rv_centre, size * np.array([rng.uniform(0.08, 0.12), rng.uniform(0.12, 0.18)]),
                   rv_direction) <= 1
