@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import torch
@@ -27,6 +28,62 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def infer(args: argparse.Namespace) -> int:
+    """Segment a folder of images with a bundle; exit code 1 when a case failed."""
+    from monai_topo.inference import run_batch
+
+    try:
+        rows = run_batch(
+            args.bundle,
+            args.input,
+            args.output,
+            labels=args.labels,
+            prior=args.prior,
+            postprocess=False if args.no_postprocess else None,
+            overwrite=args.overwrite,
+            device=args.device,
+            progress=not args.quiet,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        print(f"monai-topo infer: error: {error}", file=sys.stderr)
+        return 2
+    failed = [row for row in rows if row["status"] == "failed"]
+    for row in failed:
+        print(f"failed: {row['case']}: {row['message']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def betti(args: argparse.Namespace) -> int:
+    """Print the Betti numbers of every label of a segmentation file."""
+    from monai_topo.inference import label_betti_table, load_image
+
+    try:
+        table = label_betti_table(load_image(args.file), args.connectivity)
+    except Exception as error:  # unreadable or malformed file: say so, no traceback
+        print(f"monai-topo betti: error: cannot read {args.file}: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"file": args.file, "connectivity": args.connectivity, "labels": table}))
+        return 0
+    print(f"{args.file} (connectivity={args.connectivity!r})")
+    dims = len(table[0]["betti"]) if table else 0
+    print(f"{'label':>6} {'voxels':>10} " + " ".join(f"{'b' + str(k):>4}" for k in range(dims)))
+    for row in table:
+        print(f"{row['label']:>6} {row['voxels']:>10} " + " ".join(f"{b:>4}" for b in row["betti"]))
+    if not table:
+        print("no labels (the file is all background)")
+    return 0
+
+
+def _prior(text: str) -> list:
+    """``1,1`` or JSON such as ``[1,[0,2]]`` (ranges as ``[min, max]``, ``null`` for no maximum)."""
+    try:
+        prior = json.loads(text if text.lstrip().startswith("[") else f"[{text}]")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a prior like 1,1 or [1,[0,2]]: {error}") from error
+    return prior
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monai-topo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bars", type=int, default=10, help="number of longest bars to print")
     p.add_argument("--connectivity", choices=CONNECTIVITIES, default=DEFAULT_CONNECTIVITY)
     p.set_defaults(func=demo)
+
+    p = commands.add_parser("infer", help=infer.__doc__, description=infer.__doc__)
+    p.add_argument("--bundle", required=True, help="bundle folder, or name under bundles/ or $MONAI_TOPO_BUNDLES")
+    p.add_argument("--input", required=True, help="folder of images (.nii.gz, .nii, .mha, .nrrd, ...) or a glob")
+    p.add_argument("--output", required=True, help="output folder (not inside the input folder)")
+    p.add_argument("--labels", help="folder or glob of label maps named like the images: adds Dice and Betti error")
+    p.add_argument("--prior", type=_prior, help="Betti prior per item, e.g. 1,1 or [1,[0,1]] (default: the bundle's)")
+    p.add_argument("--no-postprocess", action="store_true", help="keep the network's prediction, no refinement")
+    p.add_argument("--overwrite", action="store_true", help="redo cases whose output exists")
+    p.add_argument("--device", help="e.g. cpu or cuda:0 (default: the bundle's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=infer)
+
+    p = commands.add_parser("betti", help=betti.__doc__, description=betti.__doc__)
+    p.add_argument("file", help="segmentation file (NIfTI, or what SimpleITK reads: .mha, .nrrd, ...)")
+    p.add_argument("--connectivity", choices=CONNECTIVITIES, default=DEFAULT_CONNECTIVITY)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=betti)
     return parser
 
 
