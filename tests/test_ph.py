@@ -16,7 +16,7 @@ from monai_topo.ph import batch_persistence, betti_numbers, cubical_persistence
 from shapes import KNOWN_SHAPES
 
 CONNECTIVITIES = ("full", "face")
-BACKENDS = ("gudhi", "cripser", "auto")
+BACKENDS = ("gudhi", "cripser", "unionfind", "auto")
 
 
 def _bars(table):
@@ -82,7 +82,7 @@ def test_known_shapes(name, connectivity):
     mask = make()
     assert betti_numbers(mask, connectivity) == expected
     assert betti_numbers(torch.from_numpy(mask), connectivity) == expected
-    for backend in ("gudhi", "cripser"):
+    for backend in ("gudhi", "cripser", "unionfind"):
         dgm = cubical_persistence(torch.from_numpy(mask.astype(np.float32)), connectivity=connectivity, backend=backend)
         assert dgm.betti(0.5) == expected
 

@@ -1,9 +1,11 @@
-"""Adapters that run a real cubical-PH library and return critical cells.
+"""Adapters that run a cubical-PH engine and return critical cells.
 
 Every adapter takes the *sub-level* filtration ``f = -x`` (a float64 numpy array, C order) and
 returns three int64 arrays of equal length: homology dimension, flat C-order index of the
 birth cell and flat index of the death cell (``-1`` for the essential class).  Values are
-gathered later from the caller's tensor, so only the pairing comes from the library.
+gathered later from the caller's tensor, so only the pairing comes from the engine.
+:func:`batch_pairs` runs one adapter over a stack of images; the ``"unionfind"`` engine
+(:mod:`monai_topo.ph.unionfind`) takes the stack in one call, in its own dtype.
 
 ``"full"`` connectivity is the T-construction (pixels are top-dimensional cells, so pixels
 sharing a corner are adjacent); ``"face"`` is the V-construction (pixels are vertices joined
@@ -12,11 +14,16 @@ along faces only).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
 
+from monai_topo.ph import unionfind
+
 PairTable = tuple[np.ndarray, np.ndarray, np.ndarray]
+BatchTable = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""``dims, births, deaths`` of several images concatenated, and the number of rows of each image."""
 
 
 def _empty_table() -> PairTable:
@@ -73,10 +80,48 @@ def gudhi_pairs(f: np.ndarray, maxdim: int, connectivity: str) -> PairTable:
     return np.concatenate(dims), np.concatenate(births), np.concatenate(deaths)
 
 
+def unionfind_pairs(f: np.ndarray, maxdim: int, connectivity: str) -> PairTable:
+    """Critical cells of the sub-level filtration ``f`` from :mod:`monai_topo.ph.unionfind`."""
+    return unionfind.batch_pairs(np.negative(f)[None], maxdim, connectivity == "full", 1)[:3]
+
+
 BACKENDS: dict[str, Callable[[np.ndarray, int, str], PairTable]] = {
     "cripser": cripser_pairs,
     "gudhi": gudhi_pairs,
+    "unionfind": unionfind_pairs,
 }
-# CubicalRipser is an order of magnitude faster than gudhi on every workload in
-# benchmarks/bench_ph.py, so "auto" resolves to it.
-AUTO_BACKEND = "cripser"
+# On every workload of benchmarks/bench_ph.py the union-find engine is the fastest (see
+# docs/benchmarks.md) and it gives the same diagrams, so "auto" resolves to it.
+AUTO_BACKEND = "unionfind"
+
+
+def batch_pairs(images: np.ndarray, maxdim: int, connectivity: str, backend: str, num_workers: int) -> BatchTable:
+    """Critical cells of every image of a stack with one backend, on ``num_workers`` threads.
+
+    Parameters
+    ----------
+    images : numpy.ndarray of float32 or float64, shape (n, *spatial)
+        Probability maps (super-level filtration, not negated), C-contiguous.
+    maxdim : int
+        Highest homology dimension.
+    connectivity : {"full", "face"}
+    backend : str
+        A key of :data:`BACKENDS`.
+    num_workers : int
+        Threads; the libraries release the GIL.
+    """
+    if backend == "unionfind":
+        return unionfind.batch_pairs(images, maxdim, connectivity == "full", num_workers)
+    compute = BACKENDS[backend]
+
+    def run(image: np.ndarray) -> PairTable:
+        return compute(np.negative(image, dtype=np.float64), maxdim, connectivity)
+
+    workers = max(1, min(num_workers, len(images)))
+    if workers == 1:
+        tables = [run(image) for image in images]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            tables = list(pool.map(run, images))
+    counts = np.array([len(table[0]) for table in tables], np.int64)
+    return (*(np.concatenate([table[i] for table in tables]) for i in range(3)), counts)

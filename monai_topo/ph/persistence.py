@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
-from monai_topo.ph.backends import AUTO_BACKEND, BACKENDS, PairTable
+from monai_topo.ph.backends import AUTO_BACKEND, BACKENDS, batch_pairs
 from monai_topo.ph.diagram import PersistenceDiagram
 
 CONNECTIVITIES = ("full", "face")
@@ -75,41 +74,44 @@ def _as_probability_tensor(x, name: str, spatial_ndims: Sequence[int], layout: s
     return x
 
 
-def _num_workers(num_workers: int | None, n_items: int) -> int:
+def _num_workers(num_workers: int | None) -> int:
     if num_workers is None:
         num_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if num_workers < 1:
         raise ValueError(f"num_workers must be >= 1, got {num_workers}.")
-    return max(1, min(num_workers, n_items))
+    return num_workers
 
 
-def _sublevel_filtration(x: torch.Tensor) -> np.ndarray:
-    """``-x`` as a new float64 numpy array: the engines compute sub-level persistence."""
-    values = x.detach().cpu()
+def _engine_input(items: torch.Tensor) -> np.ndarray:
+    """The values as a C-contiguous float32/float64 numpy array, a view whenever possible."""
+    values = items.detach().cpu()
     if values.dtype not in (torch.float32, torch.float64):
-        values = values.float()  # numpy has no bfloat16
-    return np.negative(values.numpy(), dtype=np.float64)
+        values = values.float()  # numpy has no bfloat16; the conversion keeps the order of values
+    return np.ascontiguousarray(values.numpy())
 
 
-def _diagram_from_pairs(x: torch.Tensor, pairs: PairTable, maxdim: int) -> PersistenceDiagram:
-    """Gather birth/death values from ``x`` at the library's critical cells."""
-    dims, birth_idx, death_idx = (torch.from_numpy(a).to(x.device) for a in pairs)
-    flat = x.reshape(-1)
+def _diagrams(items: torch.Tensor, maxdim: int, connectivity: str, backend: str, num_workers) -> list[PersistenceDiagram]:
+    """Diagrams of a stack ``(n, *spatial)``: one engine call, one gather for the whole stack."""
+    n = items.shape[0]
+    dims, birth_idx, death_idx, counts = batch_pairs(
+        _engine_input(items), maxdim, check_connectivity(connectivity), resolve_backend(backend),
+        _num_workers(num_workers),
+    )
+    item = np.repeat(np.arange(n), counts)
+    item_size = items[0].numel()
+    dims, birth_idx, death_idx, item = (torch.from_numpy(a).to(items.device) for a in (dims, birth_idx, death_idx, item))
+    flat = items.reshape(-1)
     essential = death_idx < 0
-    births = flat[birth_idx]
-    deaths = torch.where(essential, torch.zeros((), dtype=x.dtype, device=x.device), flat[death_idx.clamp(min=0)])
+    births = flat[birth_idx + item * item_size]
+    zero = torch.zeros((), dtype=items.dtype, device=items.device)
+    deaths = torch.where(essential, zero, flat[death_idx.clamp(min=0) + item * item_size])
     # Zero-length bars come and go with tie-breaking; they carry no topology and no gradient.
     keep = essential | (births > deaths)
-    return PersistenceDiagram(
-        dims=dims[keep],
-        births=births[keep],
-        deaths=deaths[keep],
-        birth_index=birth_idx[keep],
-        death_index=death_idx[keep],
-        essential=essential[keep],
-        spatial_shape=tuple(x.shape),
-        maxdim=maxdim,
-    )
+    fields = [t[keep] for t in (dims, births, deaths, birth_idx, death_idx, essential)]
+    sizes = torch.bincount(item[keep], minlength=n).tolist()
+    per_item = zip(*(torch.split(t, sizes) for t in fields))
+    spatial_shape = tuple(items.shape[1:])
+    return [PersistenceDiagram(*columns, spatial_shape=spatial_shape, maxdim=maxdim) for columns in per_item]
 
 
 def cubical_persistence(
@@ -129,8 +131,10 @@ def cubical_persistence(
         Highest homology dimension to compute; default all (1 in 2D, 2 in 3D).
     connectivity : {"full", "face"}
         ``"full"``: 8-connected (2D) / 26-connected (3D) foreground. ``"face"``: 4 / 6.
-    backend : {"auto", "cripser", "gudhi"}
-        PH engine; ``"auto"`` picks the fastest (cripser). All give the same diagram.
+    backend : {"auto", "unionfind", "cripser", "gudhi"}
+        PH engine; ``"auto"`` picks the fastest (``"unionfind"``, this package's compiled
+        union-find engine, :mod:`monai_topo.ph.unionfind`). All give the same diagram. A large
+        3D volume uses all CPU cores.
 
     Returns
     -------
@@ -148,9 +152,7 @@ def cubical_persistence(
     (1, 1)
     """
     x = _as_probability_tensor(x, "x", (2, 3), "(H, W) or (D, H, W)")
-    maxdim = _check_maxdim(maxdim, x.ndim)
-    pairs = BACKENDS[resolve_backend(backend)](_sublevel_filtration(x), maxdim, check_connectivity(connectivity))
-    return _diagram_from_pairs(x, pairs, maxdim)
+    return _diagrams(x[None], _check_maxdim(maxdim, x.ndim), connectivity, backend, None)[0]
 
 
 def batch_persistence(
@@ -162,8 +164,9 @@ def batch_persistence(
 ) -> list[list[PersistenceDiagram]]:
     """Persistence diagrams of every item and channel of a ``(B, C, *spatial)`` batch.
 
-    The items are computed in parallel threads (the PH engines release the GIL); the result
-    is identical to calling :func:`cubical_persistence` on each ``x[b, c]``.
+    The items are computed in parallel threads (the PH engines release the GIL), the
+    ``"unionfind"`` engine taking the whole batch in one call per thread; the result is identical
+    to calling :func:`cubical_persistence` on each ``x[b, c]``.
 
     Parameters
     ----------
@@ -172,7 +175,8 @@ def batch_persistence(
     maxdim, connectivity, backend
         As in :func:`cubical_persistence`.
     num_workers : int, optional
-        Number of threads; default the number of available CPU cores.
+        Number of threads; default the number of available CPU cores. With fewer items than
+        threads, the ``"unionfind"`` engine splits each large image over the threads instead.
 
     Returns
     -------
@@ -190,20 +194,6 @@ def batch_persistence(
     """
     x = _as_probability_tensor(x, "x", (4, 5), "(B, C, H, W) or (B, C, D, H, W)")
     maxdim = _check_maxdim(maxdim, x.ndim - 2)
-    connectivity = check_connectivity(connectivity)
-    compute = BACKENDS[resolve_backend(backend)]
     batch, channels = x.shape[:2]
-    filtrations = _sublevel_filtration(x).reshape(batch * channels, *x.shape[2:])
-    workers = _num_workers(num_workers, len(filtrations))
-
-    def run(f: np.ndarray) -> PairTable:
-        return compute(f, maxdim, connectivity)
-
-    if workers == 1:
-        tables = [run(f) for f in filtrations]
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            tables = list(pool.map(run, filtrations))
-    items = x.reshape(batch * channels, *x.shape[2:])
-    diagrams = [_diagram_from_pairs(item, table, maxdim) for item, table in zip(items, tables)]
+    diagrams = _diagrams(x.reshape(batch * channels, *x.shape[2:]), maxdim, connectivity, backend, num_workers)
     return [diagrams[b * channels : (b + 1) * channels] for b in range(batch)]

@@ -1,0 +1,126 @@
+"""The compiled union-find engine: its sort, its neighbourhoods, its parallel path, larger volumes vs gudhi."""
+
+from collections import Counter
+
+import gudhi
+import numpy as np
+import pytest
+import torch
+
+from monai_topo.ph import batch_persistence, cubical_persistence, unionfind
+from monai_topo.ph.backends import cripser_pairs, unionfind_pairs
+
+CONNECTIVITIES = ("full", "face")
+
+
+def _gudhi_bars(x, connectivity, maxdim):
+    """Finite positive-length bars of gudhi on -x, in super-level (birth, death) values."""
+    kwargs = {"top_dimensional_cells" if connectivity == "full" else "vertices": -x}
+    cc = gudhi.CubicalComplex(**kwargs)
+    cc.compute_persistence(homology_coeff_field=2, min_persistence=-1)
+    return Counter(
+        (dim, round(-b, 9), round(-d, 9))
+        for dim in range(maxdim + 1)
+        for b, d in cc.persistence_intervals_in_dimension(dim)
+        if np.isfinite(d) and b < d
+    )
+
+
+def _engine_bars(x, connectivity, maxdim, num_workers=1):
+    """Bars straight from the engine; checks that every critical cell carries its bar's value."""
+    dims, births, deaths, counts = unionfind.batch_pairs(x[None], maxdim, connectivity == "full", num_workers)
+    flat = x.reshape(-1)
+    assert counts.tolist() == [len(dims)]
+    assert (dims[0], deaths[0]) == (0, -1) and flat[births[0]] == flat.max()  # the essential bar
+    finite = deaths >= 0
+    assert finite[1:].all() and (flat[births[finite]] > flat[deaths[finite]]).all()
+    assert dims.max(initial=0) <= maxdim
+    return Counter(
+        (int(d), round(float(flat[b]), 9), round(float(flat[e]), 9)) for d, b, e in zip(dims[1:], births[1:], deaths[1:])
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_descending_order_is_a_stable_argsort(dtype):
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.random(3000), rng.choice([0.0, -0.0, 0.5, 1.0, 1e-30, 3e38], 3000)]).astype(dtype)
+    rng.shuffle(values)
+    expected = np.argsort(-values, kind="stable")
+    order = unionfind.descending_order(values)
+    # -0.0 and 0.0 are equal values: any order between them refines the filtration.
+    np.testing.assert_array_equal(values[order], values[expected])
+    same_value_runs = np.split(order, np.flatnonzero(np.diff(values[order]) != 0) + 1)
+    assert all((np.diff(run) > 0).all() or values[run[0]] == 0 for run in same_value_runs)
+
+
+@pytest.mark.parametrize("chain", [unionfind._PLANE_CHAIN, unionfind._VOLUME_CHAIN])
+def test_corner_neighbours_form_a_chain_of_touching_voxels(chain):
+    cube = len(chain[0])
+    assert len(set(chain)) == 3**cube - 1 and (0,) * cube not in chain
+    assert all(max(abs(a - b) for a, b in zip(p, q)) == 1 for p, q in zip(chain, chain[1:]))
+
+
+@pytest.mark.parametrize("connectivity", CONNECTIVITIES)
+@pytest.mark.parametrize(
+    "shape, levels",
+    [((13, 12, 11), None), ((12, 11, 13), 5), ((3, 17, 23), None), ((1, 15, 16), 4), ((31, 29), None), ((40, 1), 3)],
+)
+def test_larger_images_match_gudhi(shape, levels, connectivity):
+    # Bigger than the property tests: the middle dimension needs its reduction, not only apparent pairs.
+    rng = np.random.default_rng(sum(shape))
+    x = rng.random(shape) if levels is None else rng.integers(0, levels, shape) / (levels - 1)
+    for maxdim in range(x.ndim):
+        assert _engine_bars(x, connectivity, maxdim) == _gudhi_bars(x, connectivity, maxdim)
+
+
+@pytest.mark.parametrize("connectivity", CONNECTIVITIES)
+@pytest.mark.parametrize("shape", [(9, 14, 12), (37, 41)])
+def test_threads_inside_one_image_give_the_serial_table(shape, connectivity, monkeypatch):
+    monkeypatch.setattr(unionfind, "_PARALLEL_IMAGE_SIZE", 0)
+    x = np.random.default_rng(5).random(shape).astype(np.float32)[None]
+    serial = unionfind.batch_pairs(x, len(shape) - 1, connectivity == "full", 1)
+    parallel = unionfind.batch_pairs(x, len(shape) - 1, connectivity == "full", 2)
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_pair_table_adapter_agrees_with_cripser():
+    f = -np.random.default_rng(6).random((6, 7, 5))
+    for connectivity in CONNECTIVITIES:
+        ours, theirs = unionfind_pairs(f, 2, connectivity), cripser_pairs(f, 2, connectivity)
+
+        def bars(table):
+            dims, births, deaths = table
+            return Counter((d, f.flat[b], f.flat[e] if e >= 0 else None) for d, b, e in zip(dims, births, deaths)
+                           if e < 0 or f.flat[b] != f.flat[e])
+
+        assert bars(ours) == bars(theirs)
+
+
+def test_batch_of_many_items_with_channels():
+    x = torch.rand(5, 3, 24, 20, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    dgms = batch_persistence(x, backend="unionfind", num_workers=2)
+    for b in range(5):
+        for c in range(3):
+            expected = _gudhi_bars(x[b, c].numpy(), "full", 1)
+            got = dgms[b][c]
+            finite = ~got.essential
+            assert Counter(
+                (int(d), round(float(u), 9), round(float(v), 9))
+                for d, u, v in zip(got.dims[finite], got.births[finite], got.deaths[finite])
+            ) == expected
+
+
+def test_half_precision_input_keeps_values_and_gradient():
+    x = torch.rand(12, 12, generator=torch.Generator().manual_seed(8)).to(torch.bfloat16).requires_grad_()
+    dgm = cubical_persistence(x, backend="unionfind")
+    assert dgm.births.dtype == torch.bfloat16
+    assert torch.equal(dgm.births, x.detach().reshape(-1)[dgm.birth_index])
+    dgm.lengths().sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_too_large_image_names_the_way_out(monkeypatch):
+    monkeypatch.setattr(unionfind, "MAX_VOXELS", 100)
+    with pytest.raises(ValueError, match="too large.*cripser"):
+        cubical_persistence(torch.rand(12, 12), backend="unionfind")
