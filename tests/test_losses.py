@@ -5,6 +5,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from monai.data import MetaTensor
 from monai.engines import SupervisedTrainer
 from monai.losses import DiceCELoss, DiceLoss
 
@@ -230,6 +231,19 @@ def test_activations():
         TopologicalPriorLoss(prior, other_act=lambda t: t.sigmoid() ** 2, reduction="none")(logits),
         expect(logits.sigmoid() ** 2),
     )
+
+
+def test_connectivity_setting():
+    x = torch.zeros(1, 1, 6, 6)
+    x[..., 1:3, 1:3] = x[..., 3:5, 3:5] = 1.0  # two squares touching at a corner
+    assert TopologicalPriorLoss(prior=(1,))(x).item() == 0
+    assert TopologicalPriorLoss(prior=(1,), connectivity="face")(x).item() == 1
+
+
+def test_metatensor_input():
+    x = smooth_maps((2, 1, 12, 12), 9)
+    loss = TopologicalPriorLoss(prior=(1, 1), reduction="none")
+    assert torch.equal(torch.as_tensor(loss(MetaTensor(x))), loss(x))
 
 
 def test_per_item_priors_equal_separate_calls():

@@ -15,17 +15,22 @@ from monai_topo.ph import DEFAULT_CONNECTIVITY, check_connectivity
 PROBABILITY_TOLERANCE = 1e-5
 
 
-def check_probability_map(x: torch.Tensor, name: str, hint: str = "") -> torch.Tensor:
-    """Raise ``ValueError`` unless ``x`` is a finite ``(B, C, *spatial)`` map of values in [0, 1]."""
+def check_batch(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise unless ``x`` is a non-empty, finite ``(B, C, *spatial)`` tensor with 2 or 3 spatial dimensions."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
     if x.ndim not in (4, 5):
         raise ValueError(f"{name} must have shape (B, C, H, W) or (B, C, D, H, W), got shape {tuple(x.shape)}.")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}).")
-    values = x.detach()
-    if not bool(torch.isfinite(values).all()):
+    if not bool(torch.isfinite(x.detach()).all()):
         raise ValueError(f"{name} contains NaN or Inf values.")
+    return x
+
+
+def check_probability_map(x: torch.Tensor, name: str, hint: str = "") -> torch.Tensor:
+    """Raise ``ValueError`` unless ``x`` is a finite ``(B, C, *spatial)`` map of values in [0, 1]."""
+    values = check_batch(x, name).detach()
     low, high = float(values.min()), float(values.max())
     if low < 0 or high > 1 + PROBABILITY_TOLERANCE:
         raise ValueError(f"{name} must hold probabilities in [0, 1], got values in [{low:.4g}, {high:.4g}]{hint}.")
@@ -97,12 +102,9 @@ class TopologicalLoss(_Loss):
 
     def activate(self, input: torch.Tensor) -> torch.Tensor:
         """Validate ``input``, apply the configured activation and check the result is a probability map."""
-        if not isinstance(input, torch.Tensor):
-            raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}.")
-        if not input.is_floating_point():
+        if isinstance(input, torch.Tensor) and not input.is_floating_point():
             raise TypeError(f"input must be a floating-point tensor, got dtype {input.dtype}.")
-        if not bool(torch.isfinite(input.detach()).all()):
-            raise ValueError("input contains NaN or Inf values.")
+        check_batch(input, "input")
         if self.sigmoid:
             input = torch.sigmoid(input)
         if self.softmax:
