@@ -113,7 +113,8 @@ def merge_rows(earlier: Mapping[str, Mapping], new: Iterable[Mapping]) -> list[d
     """Rows of this run over those of earlier runs, sorted by case.
 
     A case skipped now keeps its earlier results, with this run's status, rank and message;
-    cases not in this run keep their earlier rows.
+    cases not in this run keep their earlier rows. Every row gets every column of :data:`COLUMNS`
+    (``None`` where there is no value).
 
     Examples
     --------
@@ -122,12 +123,11 @@ def merge_rows(earlier: Mapping[str, Mapping], new: Iterable[Mapping]) -> list[d
     >>> [(r["case"], r["status"], r.get("dice")) for r in merge_rows(earlier, [{"case": "a", "status": "skipped"}])]
     [('a', 'skipped', 0.9), ('b', 'failed', None)]
     """
-    merged = {case: dict(row) for case, row in earlier.items()}
+    empty = dict.fromkeys(COLUMNS)
+    merged = {case: {**empty, **row} for case, row in earlier.items()}
     for row in new:
-        if row["status"] == "skipped" and row["case"] in merged:
-            merged[row["case"]].update(row)
-        else:
-            merged[row["case"]] = dict(row)
+        kept = merged.get(row["case"], empty) if row["status"] == "skipped" else empty
+        merged[row["case"]] = {**kept, **row}
     return [merged[case] for case in sorted(merged)]
 
 

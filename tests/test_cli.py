@@ -1,0 +1,380 @@
+"""monai-topo infer / betti: batch inference over NIfTI and SimpleITK files, resuming, atomic outputs,
+reports checked against direct computations, two-process torchrun, and the per-label Betti table."""
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from monai.networks.nets import UNet
+
+from monai_topo.cli import main
+from monai_topo.inference import resolve_bundle
+from monai_topo.inference.bundle import BUNDLES_ENV
+from monai_topo.ph import betti_numbers
+from shapes import KNOWN_SHAPES, disc, ring
+
+REPO = Path(__file__).resolve().parents[1]
+PREPROCESSING = {
+    "_target_": "Compose",
+    "transforms": [
+        {"_target_": "LoadImaged", "keys": "image"},
+        {"_target_": "EnsureChannelFirstd", "keys": "image"},
+        {"_target_": "ScaleIntensityd", "keys": "image"},
+        # Invertible and geometry-changing for the flipped affines below: outputs must be mapped back.
+        {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS", "labels": None},
+    ],
+}
+
+
+def make_bundle(root: Path, network: torch.nn.Module, network_def: dict, **overrides) -> Path:
+    """A bundle following the inference contract of monai-topo infer, with ``network``'s weights."""
+    config = {
+        "bundle_root": ".",
+        "device": "$torch.device('cpu')",
+        "spatial_dims": 2,
+        "prior": [1, 1],
+        "postprocess": True,
+        "slice_by_slice": True,
+        "refine_args": {"iterations": 3, "lr": 0.01, "lambda_topo": 0.01},
+        "network_def": network_def,
+        "network": "$@network_def.to(@device)",
+        "ckpt_path": "$@bundle_root + '/models/model.pt'",
+        "inferer": {"_target_": "SimpleInferer"},
+        "preprocessing": PREPROCESSING,
+        **overrides,
+    }
+    (root / "configs").mkdir(parents=True)
+    (root / "models").mkdir()
+    (root / "configs" / "inference.json").write_text(json.dumps(config, indent=1))
+    torch.save(network.state_dict(), root / "models" / "model.pt")
+    return root
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    """A 2D slice-by-slice bundle whose 'network' is a 1x1 convolution: foreground where intensity > 0.5."""
+    network = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        network.weight.fill_(10.0)
+        network.bias.fill_(-5.0)
+    network_def = {"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 1}
+    return make_bundle(tmp_path_factory.mktemp("bundles") / "threshold", network, network_def)
+
+
+RING_AFFINE = np.array([[-1.5, 0, 0, 10], [0, 1.5, 0, -4], [0, 0, 3, 2], [0, 0, 0, 1]])
+VOLUME_AFFINE = np.array([[1.2, 0, 0, 0], [0, -1.2, 0, 5], [0, 0, -4, 1], [0, 0, 0, 1]])
+
+
+def _off_centre_ring(centre=(7, 12)):
+    """A ring away from the centre, so a flipped or transposed output shows."""
+    return ring(21, centre, 3, 6)
+
+
+def _volume():
+    return np.stack([_off_centre_ring(), disc(21), ring(21)], axis=-1)
+
+
+def write_inputs(folder: Path) -> Path:
+    """ring/disc/volume NIfTI, a 2D MetaImage and a corrupt bad.nii.gz."""
+    folder.mkdir()
+    nib.save(nib.Nifti1Image(_off_centre_ring().astype(np.float32), RING_AFFINE), folder / "ring.nii.gz")
+    nib.save(nib.Nifti1Image(disc(22).astype(np.int16), np.eye(4)), folder / "disc.nii")
+    nib.save(nib.Nifti1Image(_volume().astype(np.float32), VOLUME_AFFINE), folder / "volume.nii.gz")
+    scan = sitk.GetImageFromArray(_off_centre_ring().T.astype(np.float32))  # SimpleITK arrays are (y, x)
+    scan.SetSpacing((0.5, 0.7))
+    scan.SetOrigin((3.0, 4.0))
+    sitk.WriteImage(scan, str(folder / "scan.mha"))
+    (folder / "bad.nii.gz").write_bytes(np.random.default_rng(0).bytes(300))
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture
+def inputs(tmp_path) -> Path:
+    return write_inputs(tmp_path / "in")
+
+
+def hash_tree(folder: Path) -> dict:
+    return {
+        p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def infer(bundle, inputs, output, *extra) -> int:
+    return main(["infer", "--bundle", str(bundle), "--input", str(inputs), "--output", str(output), "--quiet", *extra])
+
+
+def read_report(output: Path) -> tuple[dict, dict]:
+    """Rows by case from the JSON and from the CSV report."""
+    content = json.loads((output / "inference_report.json").read_text())
+    with open(output / "inference_report.csv", newline="") as stream:
+        csv_rows = {row["case"]: row for row in csv.DictReader(stream)}
+    return {row["case"]: row for row in content["cases"]}, csv_rows
+
+
+CASES = {"bad", "disc", "ring", "scan", "volume"}
+OUTPUTS = {f"{c}_seg.nii.gz" for c in CASES - {"bad"}} | {"inference_report.csv", "inference_report.json"}
+
+
+def test_infer_keeps_geometry_reports_every_case_and_skips_the_corrupt_file(bundle, inputs, tmp_path):
+    before = hash_tree(inputs)
+    out = tmp_path / "out"
+    assert infer(bundle, inputs, out) == 1  # bad.nii.gz failed
+    rows, csv_rows = read_report(out)
+    assert set(rows) == set(csv_rows) == CASES
+    assert {c: r["status"] for c, r in rows.items()} == {c: "ok" if c != "bad" else "failed" for c in CASES}
+    assert {c: r["status"] for c, r in csv_rows.items()} == {c: r["status"] for c, r in rows.items()}
+    assert rows["bad"]["message"].startswith("reading the image:") and "gzip" in rows["bad"]["message"]
+    # Only finished outputs and the report: no temporary or partial files, nothing for the bad case.
+    assert set(os.listdir(out)) == OUTPUTS
+    assert hash_tree(inputs) == before
+
+    for case, affine, truth in [
+        ("ring", RING_AFFINE, _off_centre_ring()),
+        ("volume", VOLUME_AFFINE, _volume()),
+        ("disc", np.eye(4), disc(22)),
+    ]:
+        seg = nib.load(out / f"{case}_seg.nii.gz")
+        source = nib.load(next(inputs.glob(f"{case}.nii*")))
+        np.testing.assert_allclose(seg.affine, source.affine)
+        np.testing.assert_allclose(seg.affine, affine)
+        assert seg.shape == source.shape and seg.get_data_dtype() == np.uint8
+        if case != "disc":  # rings already meet the prior, so the output is the thresholded input
+            np.testing.assert_array_equal(np.asarray(seg.dataobj), truth)
+
+    # The MetaImage went through SimpleITK: ITK's LPS geometry, written as a RAS NIfTI affine.
+    seg = nib.load(out / "scan_seg.nii.gz")
+    np.testing.assert_allclose(seg.affine, np.diag([-0.5, -0.7, 1, 1]) + np.array([[0, 0, 0, -3], [0, 0, 0, -4], [0, 0, 0, 0], [0] * 4]))
+    np.testing.assert_array_equal(np.asarray(seg.dataobj), _off_centre_ring())
+
+    assert rows["ring"]["betti_before"] == rows["ring"]["betti_after"] == [[1, 1]]
+    assert rows["ring"]["iterations"] == 0 and rows["ring"]["items"] == 1
+    assert rows["volume"]["items"] == 3  # slice by slice along the last axis
+    assert rows["volume"]["betti_before"] == [[1, 1], [1, 0], [1, 1]]
+    assert rows["volume"]["satisfied_before"] == 2
+    assert rows["disc"]["betti_before"] == [[1, 0]] and rows["disc"]["iterations"] == 3
+    assert all(rows[c]["seconds"] >= 0 and rows[c]["rank"] == 0 for c in CASES)
+
+
+def test_second_run_skips_finished_cases_and_overwrite_redoes_them(bundle, inputs, tmp_path):
+    before = hash_tree(inputs)
+    out = tmp_path / "out"
+    assert infer(bundle, inputs, out, "--no-postprocess") == 1
+    first, _ = read_report(out)
+    outputs = sorted(out.glob("*_seg.nii.gz"))
+    for path in outputs:  # an old mtime shows whether a later run rewrote the file
+        os.utime(path, ns=(10**9, 10**9))
+    stale = out / ".tmp-0000-ring_seg.nii.gz"  # what an interrupted write leaves behind
+    stale.write_bytes(b"half a file")
+
+    assert infer(bundle, inputs, out, "--no-postprocess") == 1  # bad.nii.gz is retried and fails again
+    second, csv_rows = read_report(out)
+    assert {c: r["status"] for c, r in second.items()} == {c: "skipped" if c != "bad" else "failed" for c in CASES}
+    assert {c: r["status"] for c, r in csv_rows.items()} == {c: r["status"] for c, r in second.items()}
+    assert all(path.stat().st_mtime_ns == 10**9 for path in outputs)
+    assert not stale.exists()
+    for case in CASES - {"bad"}:  # the earlier results stay in the report
+        assert second[case]["betti_after"] == first[case]["betti_after"]
+        assert second[case]["iterations"] == first[case]["iterations"] == 0
+
+    assert infer(bundle, inputs, out, "--no-postprocess", "--overwrite") == 1
+    third, _ = read_report(out)
+    assert {c: r["status"] for c, r in third.items()} == {c: "ok" if c != "bad" else "failed" for c in CASES}
+    assert all(path.stat().st_mtime_ns != 10**9 for path in outputs)
+    assert set(os.listdir(out)) == OUTPUTS
+    assert hash_tree(inputs) == before
+
+
+@pytest.mark.parametrize("where", ["same", "inside"])
+def test_output_in_the_input_folder_is_refused(bundle, inputs, where, capsys):
+    out = inputs if where == "same" else inputs / "seg"
+    before = hash_tree(inputs)
+    assert infer(bundle, inputs, out) == 2
+    assert "input folder" in capsys.readouterr().err
+    assert hash_tree(inputs) == before and not (inputs / "seg").exists()
+    # A glob reads from the folder of what it matches: the same rule holds.
+    assert infer(bundle, inputs / "*.nii.gz", inputs / "seg") == 2
+
+
+def test_labels_give_dice_and_betti_error_as_computed_directly(bundle, inputs, tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    broken = _off_centre_ring()
+    broken[7, :10] = False  # cut the ring: (1, 0)
+    nib.save(nib.Nifti1Image(broken.astype(np.uint8), RING_AFFINE), labels / "ring.nii.gz")
+    volume_label = np.stack([_off_centre_ring(), ring(21), disc(21)], axis=-1).astype(np.uint8) * 3  # any non-zero
+    nib.save(nib.Nifti1Image(volume_label, VOLUME_AFFINE), labels / "volume.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((22, 22), np.uint8), np.eye(4)), labels / "disc.nii")  # empty: Dice NaN
+    out = tmp_path / "out"
+    assert infer(bundle, inputs, out, "--labels", str(labels), "--no-postprocess") == 1
+    rows, csv_rows = read_report(out)
+
+    def direct(case, truth, per_slice):
+        pred = np.asarray(nib.load(out / f"{case}_seg.nii.gz").dataobj) > 0
+        truth = truth > 0
+        dice = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
+        pairs = [(pred[..., k], truth[..., k]) for k in range(pred.shape[-1])] if per_slice else [(pred, truth)]
+        errors = [np.abs(np.subtract(betti_numbers(p), betti_numbers(t))).sum() for p, t in pairs]
+        return dice, np.mean(errors)
+
+    for case, truth, per_slice in [("ring", broken, False), ("volume", volume_label, True)]:
+        dice, betti_error = direct(case, truth, per_slice)
+        assert rows[case]["dice"] == pytest.approx(dice, abs=1e-6)
+        assert rows[case]["betti_error"] == pytest.approx(betti_error)
+        assert float(csv_rows[case]["dice"]) == pytest.approx(dice, abs=1e-6)
+        assert rows[case]["label"] == str(labels / f"{case}.nii.gz")
+    assert rows["ring"]["betti_error"] == 1  # (1, 1) against the cut ring's (1, 0)
+    assert rows["disc"]["dice"] is None and csv_rows["disc"]["dice"] == ""
+    assert rows["scan"]["label"] is None and rows["scan"]["dice"] is None
+
+
+def test_label_of_another_shape_fails_that_case_only(bundle, inputs, tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((5, 5), np.uint8), np.eye(4)), labels / "ring.nii.gz")
+    out = tmp_path / "out"
+    assert infer(bundle, inputs, out, "--labels", str(labels)) == 1
+    rows, _ = read_report(out)
+    assert rows["ring"]["status"] == "failed" and "label shape" in rows["ring"]["message"]
+    assert not (out / "ring_seg.nii.gz").exists()
+    assert rows["volume"]["status"] == "ok"
+
+
+def test_prior_option_overrides_the_bundle_and_is_validated(bundle, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert infer(bundle, inputs / "ring.nii.gz", out, "--prior", "1,0", "--no-postprocess") == 0
+    content = json.loads((out / "inference_report.json").read_text())
+    assert content["run"]["prior"] == [1, 0] and content["run"]["postprocess"] is False
+    assert content["cases"][0]["satisfied_before"] == 0  # a ring is not a disc
+    assert infer(bundle, inputs / "ring.nii.gz", tmp_path / "other", "--prior", "[1,[0,2]]", "--no-postprocess") == 0
+    assert infer(bundle, inputs, tmp_path / "x", "--prior", "1,1,1") == 2  # three numbers for 2D items
+    assert "prior" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["infer", "--bundle", str(bundle), "--input", str(inputs), "--output", str(tmp_path), "--prior", "1,["])
+
+
+def test_bundle_found_by_name_in_the_search_path(bundle, monkeypatch):
+    monkeypatch.setenv(BUNDLES_ENV, str(bundle.parent))
+    assert resolve_bundle(bundle.name) == bundle.resolve()
+    with pytest.raises(ValueError, match="not a bundle folder"):
+        resolve_bundle("no_such_bundle")
+
+
+def test_two_processes_split_the_cases_and_write_each_output_once(bundle, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    names = [f"case{i}" for i in range(5)]
+    for i, name in enumerate(names):
+        image = _off_centre_ring() if i % 2 else disc(21)
+        nib.save(nib.Nifti1Image(image.astype(np.float32), np.eye(4)), inputs / f"{name}.nii.gz")
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "monai_topo.cli", "infer", "--bundle", str(bundle), "--input", str(inputs), "--output", str(out),
+        "--device", "cpu", "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    content = json.loads((out / "inference_report.json").read_text())
+    assert content["run"]["world_size"] == 2
+    assert [row["case"] for row in content["cases"]] == names  # each case exactly once
+    assert [row["rank"] for row in content["cases"]] == [i % 2 for i in range(5)]  # round-robin by rank
+    assert all(row["status"] == "ok" for row in content["cases"])
+    assert set(os.listdir(out)) == {f"{n}_seg.nii.gz" for n in names} | {"inference_report.csv", "inference_report.json"}
+
+
+def _canvas(shapes, gap=3):
+    """Shapes side by side along the last axis, label i + 1 for shape i."""
+    height = max(s.shape[0] for s in shapes)
+    blocks = []
+    for label, shape in enumerate(shapes, start=1):
+        block = np.zeros((height, shape.shape[1] + gap, *shape.shape[2:]), np.uint8)
+        block[: shape.shape[0], : shape.shape[1]] = shape * label
+        blocks.append(block)
+    return np.concatenate(blocks, axis=1)
+
+
+@pytest.mark.parametrize("connectivity", ["full", "face"])
+def test_betti_command_prints_known_numbers_per_label(tmp_path, capsys, connectivity):
+    names_2d = ["disc", "ring", "two_rings", "figure_eight"]
+    seg = _canvas([KNOWN_SHAPES[n][0]() for n in names_2d])
+    nib.save(nib.Nifti1Image(seg, np.eye(4)), tmp_path / "seg2d.nii.gz")
+    assert main(["betti", str(tmp_path / "seg2d.nii.gz"), "--json", "--connectivity", connectivity]) == 0
+    table = json.loads(capsys.readouterr().out)["labels"]
+    assert [(r["label"], tuple(r["betti"])) for r in table] == [
+        (i, KNOWN_SHAPES[n][1]) for i, n in enumerate(names_2d, start=1)
+    ]
+    assert [r["voxels"] for r in table] == [int(KNOWN_SHAPES[n][0]().sum()) for n in names_2d]
+
+    names_3d = ["ball", "shell", "solid_torus"]
+    shapes = [KNOWN_SHAPES[n][0]() for n in names_3d]
+    depth = max(s.shape[2] for s in shapes)
+    shapes = [np.pad(s, ((0, 0), (0, 0), (0, depth - s.shape[2]))) for s in shapes]
+    volume = _canvas(shapes)
+    sitk.WriteImage(sitk.GetImageFromArray(volume.T.copy()), str(tmp_path / "seg3d.mha"))
+    assert main(["betti", str(tmp_path / "seg3d.mha"), "--connectivity", connectivity]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["label", "voxels", "b0", "b1", "b2"]
+    assert [tuple(map(int, line.split()[2:])) for line in lines[2:]] == [KNOWN_SHAPES[n][1] for n in names_3d]
+
+
+def test_betti_command_reports_an_unreadable_file(tmp_path, capsys):
+    (tmp_path / "bad.nii.gz").write_bytes(b"\x00" * 50)
+    assert main(["betti", str(tmp_path / "bad.nii.gz")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_demo_still_runs(capsys):
+    assert main(["demo", "--size", "32", "--bars", "2"]) == 0
+    assert "Betti numbers" in capsys.readouterr().out
+
+
+def _sunnybrook_run(bundle, data, out):
+    images = data / "sunnybrook_myo" / "images"
+    assert infer(bundle, images, out, "--labels", str(data / "sunnybrook_myo" / "labels")) == 0
+    rows, _ = read_report(out)
+    expected = sorted(p.name[: -len(".nii.gz")] for p in images.glob("*.nii.gz"))
+    assert sorted(rows) == expected and len(expected) == 28
+    assert all(row["status"] == "ok" and row["dice"] is not None for row in rows.values())
+    for case in expected[:3]:
+        np.testing.assert_allclose(
+            nib.load(out / f"{case}_seg.nii.gz").affine, nib.load(images / f"{case}.nii.gz").affine
+        )
+    return rows
+
+
+def test_sunnybrook_slices_through_a_random_unet(shared_data, tmp_path):
+    """The real NIfTI slices, their labels and the report, with an untrained U-Net (the point is the I/O)."""
+    torch.manual_seed(0)
+    network = UNet(2, 1, 1, channels=(4, 8), strides=(2,), num_res_units=0)
+    network_def = {
+        "_target_": "UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 1,
+        "channels": [4, 8], "strides": [2], "num_res_units": 0,
+    }  # fmt: skip
+    preprocessing = {**PREPROCESSING, "transforms": PREPROCESSING["transforms"][:3]}
+    bundle = make_bundle(
+        tmp_path / "unet", network, network_def, preprocessing=preprocessing, postprocess=False
+    )
+    _sunnybrook_run(bundle, shared_data, tmp_path / "out")
+
+
+CARDIAC_CHECKPOINT = REPO / "bundles" / "cardiac_myocardium_topo" / "models" / "model.pt"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CARDIAC_CHECKPOINT.is_file(), reason="the cardiac bundle has no trained checkpoint")
+def test_sunnybrook_slices_through_the_cardiac_bundle(shared_data, tmp_path):
+    rows = _sunnybrook_run("cardiac_myocardium_topo", shared_data, tmp_path / "out")
+    print({case: (row["dice"], row["betti_after"]) for case, row in rows.items()})
