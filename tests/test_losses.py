@@ -281,6 +281,9 @@ def test_class_union_acts_on_summed_probabilities():
     union = TopologicalPriorLoss(prior=(1, 0), reduction="none")((probs[:, 1:2] + probs[:, 2:3]).clamp(max=1))
     assert torch.allclose(multi[:, :1], myo)
     assert torch.allclose(multi[:, 1:], union)
+    maps, priors = TopologicalPriorLoss(class_priors=class_priors).scored_maps(probs)
+    assert torch.allclose(maps[:, 1], (probs[:, 1] + probs[:, 2]).clamp(max=1))
+    assert priors == [[parse_prior((1, 1)), parse_prior((1, 0))]] * 2
 
 
 def test_class_union_gradient_reaches_each_member_class():
