@@ -17,7 +17,7 @@ import torch
 from monai.networks.nets import UNet
 
 from monai_topo.cli import main
-from monai_topo.inference import resolve_bundle
+from monai_topo.inference import batch, resolve_bundle
 from monai_topo.inference.bundle import BUNDLES_ENV
 from monai_topo.ph import betti_numbers
 from shapes import KNOWN_SHAPES, disc, ring
@@ -155,7 +155,9 @@ def test_infer_keeps_geometry_reports_every_case_and_skips_the_corrupt_file(bund
 
     # The MetaImage went through SimpleITK: ITK's LPS geometry, written as a RAS NIfTI affine.
     seg = nib.load(out / "scan_seg.nii.gz")
-    np.testing.assert_allclose(seg.affine, np.diag([-0.5, -0.7, 1, 1]) + np.array([[0, 0, 0, -3], [0, 0, 0, -4], [0, 0, 0, 0], [0] * 4]))
+    lps_to_ras = np.diag([-1, -1, 1, 1])
+    itk_affine = np.array([[0.5, 0, 0, 3], [0, 0.7, 0, 4], [0, 0, 1, 0], [0, 0, 0, 1]])  # spacing, origin
+    np.testing.assert_allclose(seg.affine, lps_to_ras @ itk_affine)
     np.testing.assert_array_equal(np.asarray(seg.dataobj), _off_centre_ring())
 
     assert rows["ring"]["betti_before"] == rows["ring"]["betti_after"] == [[1, 1]]
@@ -194,6 +196,53 @@ def test_second_run_skips_finished_cases_and_overwrite_redoes_them(bundle, input
     assert all(path.stat().st_mtime_ns != 10**9 for path in outputs)
     assert set(os.listdir(out)) == OUTPUTS
     assert hash_tree(inputs) == before
+
+
+def test_an_interrupted_run_resumes_with_the_finished_rows(bundle, inputs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    original = batch.process_case
+
+    def interrupted_at_scan(model, case, *args):
+        if case == "scan":
+            raise KeyboardInterrupt
+        return original(model, case, *args)
+
+    monkeypatch.setattr(batch, "process_case", interrupted_at_scan)
+    with pytest.raises(KeyboardInterrupt):
+        infer(bundle, inputs, out)
+    # Cases run in name order: bad, disc, ring finished before the interruption and were kept.
+    assert {p.name for p in out.glob("*_seg.nii.gz")} == {"disc_seg.nii.gz", "ring_seg.nii.gz"}
+    assert not (out / "inference_report.json").exists()
+    monkeypatch.setattr(batch, "process_case", original)
+
+    assert infer(bundle, inputs, out) == 1
+    rows, _ = read_report(out)
+    statuses = {"bad": "failed", "disc": "skipped", "ring": "skipped", "scan": "ok", "volume": "ok"}
+    assert {c: r["status"] for c, r in rows.items()} == statuses
+    assert rows["disc"]["iterations"] == 3 and rows["ring"]["betti_after"] == [[1, 1]]  # from the partial report
+    assert set(os.listdir(out)) == OUTPUTS
+
+
+def test_bundle_slice_priors_give_each_slice_its_prior(tmp_path):
+    network = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        network.weight.fill_(10.0)
+        network.bias.fill_(-5.0)
+    network_def = {"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 1}
+    # Apical and basal slices may be discs, as in the cardiac bundle.
+    end_slices_free = "$lambda depth: [[1, [0, 1]] if i in (0, depth - 1) else [1, 1] for i in range(depth)]"
+    bundle = make_bundle(tmp_path / "b", network, network_def, slice_priors=end_slices_free, postprocess=False)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    stack = np.stack([disc(21), ring(21), ring(21), disc(21)], axis=-1).astype(np.float32)
+    nib.save(nib.Nifti1Image(stack, np.eye(4)), inputs / "stack.nii.gz")
+    assert infer(bundle, inputs, tmp_path / "out") == 0
+    row = read_report(tmp_path / "out")[0]["stack"]
+    assert row["priors"] == [[1, [0, 1]], [1, 1], [1, 1], [1, [0, 1]]]
+    assert row["satisfied_before"] == 4
+    assert infer(bundle, inputs, tmp_path / "fixed", "--prior", "1,1") == 0  # one prior for every slice
+    row = read_report(tmp_path / "fixed")[0]["stack"]
+    assert row["priors"] == [[1, 1]] * 4 and row["satisfied_before"] == 2
 
 
 @pytest.mark.parametrize("where", ["same", "inside"])
@@ -292,7 +341,8 @@ def test_two_processes_split_the_cases_and_write_each_output_once(bundle, tmp_pa
     assert [row["case"] for row in content["cases"]] == names  # each case exactly once
     assert [row["rank"] for row in content["cases"]] == [i % 2 for i in range(5)]  # round-robin by rank
     assert all(row["status"] == "ok" for row in content["cases"])
-    assert set(os.listdir(out)) == {f"{n}_seg.nii.gz" for n in names} | {"inference_report.csv", "inference_report.json"}
+    reports = {"inference_report.csv", "inference_report.json"}
+    assert set(os.listdir(out)) == {f"{n}_seg.nii.gz" for n in names} | reports  # no partial reports left
 
 
 def _canvas(shapes, gap=3):

@@ -65,13 +65,30 @@ class Segmentation(NamedTuple):
     """uint8 ``(1, *spatial)``: the thresholded probability (one output channel) or the argmax."""
     records: list[dict]
     """The refinement record of every item (slice), as ``refine_with_topology`` returns it."""
+    priors: list
+    """The prior each item was refined with."""
     num_classes: int
     """Classes the labels can take, background included (2 for one output channel)."""
     sliced: bool
     """Whether the image went through a 2D network slice by slice."""
 
 
-def segment_image(bundle: InferenceBundle, image: torch.Tensor, prior, postprocess: bool) -> Segmentation:
+def item_priors(bundle: InferenceBundle, count: int, sliced: bool, prior=None) -> list:
+    """The prior of each of ``count`` items: ``prior`` for all when given, else the bundle's
+    ``slice_priors(count)`` for a sliced volume when the bundle has it, else the bundle's prior."""
+    if prior is not None:
+        return [prior] * count
+    if sliced and bundle.slice_priors is not None:
+        priors = list(bundle.slice_priors(count))
+        if len(priors) != count:
+            raise ValueError(f"the bundle's slice_priors gave {len(priors)} priors for {count} slices.")
+        return priors
+    return [bundle.prior] * count
+
+
+def segment_image(
+    bundle: InferenceBundle, image: torch.Tensor, prior=None, postprocess: bool | None = None
+) -> Segmentation:
     """Segment one network-ready image, refining each item with the prior when ``postprocess``.
 
     Parameters
@@ -81,32 +98,33 @@ def segment_image(bundle: InferenceBundle, image: torch.Tensor, prior, postproce
     image : torch.Tensor, shape (C, *spatial)
         The preprocessed image. A 3D image for a 2D slice-by-slice bundle is split along its last
         axis and every slice is refined on its own.
-    prior : sequence
-        Betti prior of each item (each slice).
-    postprocess : bool
-        Refine with :func:`monai_topo.transforms.refine_with_topology` (Eq. 5); otherwise keep the
-        network's prediction.
+    prior : sequence, optional
+        Betti prior of every item (every slice); default :func:`item_priors` of the bundle.
+    postprocess : bool, optional
+        Refine with :func:`monai_topo.transforms.refine_with_topology` (Eq. 5), or keep the
+        network's prediction; default the bundle's ``postprocess``.
 
     Returns
     -------
     Segmentation
-        The label map, the per-item records, the number of classes and whether it was sliced.
+        The label map, the per-item records and priors, the number of classes and whether it was sliced.
     """
     sliced = _is_sliced(bundle, image)
     plain = image.as_tensor() if isinstance(image, MetaTensor) else image
     items = plain.unbind(-1) if sliced else [plain]
+    priors = item_priors(bundle, len(items), sliced, prior)
     options = {"inferer": bundle.inferer, **bundle.refine_args}
-    if not postprocess:
+    if not (bundle.postprocess if postprocess is None else postprocess):
         # Zero steps: the network's own prediction, with the Betti numbers refinement would report.
         options["iterations"] = 0
     threshold = options.get("threshold", DEFAULT_THRESHOLD)
     maps, records = [], []
-    for item in items:
-        probs, record = refine_with_topology(bundle.network, item, prior, **options)
+    for item, item_prior in zip(items, priors):
+        probs, record = refine_with_topology(bundle.network, item, item_prior, **options)
         maps.append(_label_map(probs, threshold).cpu())
         records.append(record)
     labels = torch.stack(maps, -1) if sliced else maps[0]
-    return Segmentation(labels, records, max(2, probs.shape[0]), sliced)
+    return Segmentation(labels, records, priors, max(2, probs.shape[0]), sliced)
 
 
 def restore_geometry(labels: torch.Tensor, image: MetaTensor, preprocessing) -> MetaTensor:
@@ -116,6 +134,8 @@ def restore_geometry(labels: torch.Tensor, image: MetaTensor, preprocessing) -> 
     padding, cropping) with MONAI's :class:`~monai.transforms.Invertd`, nearest-neighbour.
     """
     # Invertd gives the MetaTensor the image's metadata and transform trace, then inverts.
+    if not image.applied_operations:  # nothing to undo
+        return MetaTensor(labels, meta=image.meta).to(torch.uint8)
     inverted = Invertd("pred", transform=preprocessing, orig_keys="image", nearest_interp=True)(
         {"image": image, "pred": MetaTensor(labels)}
     )["pred"]
@@ -214,10 +234,8 @@ def process_case(
         Input image and the segmentation to write (only once everything else succeeded).
     label_path : Path, optional
         A label map on the input's grid, for Dice and Betti error.
-    prior : sequence, optional
-        Overrides the bundle's prior.
-    postprocess : bool, optional
-        Overrides the bundle's ``postprocess``.
+    prior, postprocess
+        As in :func:`segment_image`.
 
     Returns
     -------
@@ -226,8 +244,6 @@ def process_case(
         with a message naming the stage and the cause.
     """
     start = time.perf_counter()
-    prior = bundle.prior if prior is None else prior
-    postprocess = bundle.postprocess if postprocess is None else postprocess
     row: dict = {
         "case": case,
         "image": str(image_path),
@@ -263,6 +279,7 @@ def process_case(
             status="ok",
             message="",
             items=len(records),
+            priors=segmentation.priors,
             betti_before=[list(b) for r in records for b in r["betti_before"]],
             betti_after=[list(b) for r in records for b in r["betti_after"]],
             satisfied_before=sum(r["satisfied_before"] for r in records),
@@ -304,7 +321,8 @@ def run_batch(
     labels : str or os.PathLike, optional
         Folder or glob of label maps, matched to images by case name, for Dice and Betti error.
     prior : sequence, optional
-        Betti prior of each refined item, e.g. ``[1, 1]`` or ``[1, [0, 1]]``; default the bundle's.
+        Betti prior of each refined item, e.g. ``[1, 1]`` or ``[1, [0, 1]]``; default the bundle's
+        (per slice from its ``slice_priors`` where it has them).
     postprocess : bool, optional
         Whether to refine with the prior (Eq. 5); default the bundle's ``postprocess``.
     overwrite : bool
@@ -334,8 +352,8 @@ def run_batch(
     requested = torch.device(device if device is not None else parser.get_parsed_content("device"))
     with process_group(requested) as (rank, world_size, device):
         model = load_bundle(parser, device)
-        prior = model.prior if prior is None else prior
-        parse_prior(prior, model.spatial_dims, name="prior")
+        if prior is not None:
+            parse_prior(prior, model.spatial_dims, name="prior")
         postprocess = model.postprocess if postprocess is None else postprocess
         add_simpleitk_reader(model.preprocessing)
         output.mkdir(parents=True, exist_ok=True)
@@ -379,7 +397,8 @@ def run_batch(
                 "input": os.fspath(source),
                 "labels": None if labels is None else os.fspath(labels),
                 "output": str(output),
-                "prior": prior,
+                "prior": model.prior if prior is None else prior,
+                "slice_priors": prior is None and model.slice_priors is not None,
                 "postprocess": postprocess,
                 "overwrite": overwrite,
                 "world_size": world_size,

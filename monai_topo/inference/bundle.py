@@ -32,7 +32,8 @@ REQUIRED_IDS = (
     "preprocessing",
     "slice_by_slice",
 )
-"""Ids a bundle's ``configs/inference.json`` must define for ``monai-topo infer``."""
+"""Ids a bundle's ``configs/inference.json`` must define for ``monai-topo infer``. It may also define
+``slice_priors``: ``depth -> list of priors``, one per slice, e.g. looser priors for the end slices."""
 
 
 def bundle_search_path() -> list[Path]:
@@ -118,7 +119,10 @@ def load_weights(network: torch.nn.Module, ckpt_path: str | os.PathLike, device:
     state = torch.load(ckpt_path, map_location=device, weights_only=True)
     if isinstance(state.get("model"), Mapping):
         state = state["model"]
-    network.load_state_dict(state)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"checkpoint {ckpt_path} does not fit the bundle's network: {error}") from error
     return network.to(device).eval()
 
 
@@ -148,6 +152,8 @@ class InferenceBundle:
         Keyword arguments of :func:`monai_topo.transforms.refine_with_topology`.
     slice_by_slice : bool
         Whether a 3D volume is split along its last axis into 2D slices for a 2D network.
+    slice_priors : callable, optional
+        ``depth -> list`` of one prior per slice of a sliced volume, instead of ``prior`` for all.
     """
 
     root: Path
@@ -160,6 +166,7 @@ class InferenceBundle:
     postprocess: bool
     refine_args: dict[str, Any]
     slice_by_slice: bool
+    slice_priors: Callable[[int], list] | None = None
 
 
 def load_bundle(parser: ConfigParser, device: str | torch.device | None = None) -> InferenceBundle:
@@ -203,4 +210,5 @@ def load_bundle(parser: ConfigParser, device: str | torch.device | None = None) 
         postprocess=bool(parser.get_parsed_content("postprocess")),
         refine_args=refine_args,
         slice_by_slice=bool(parser.get_parsed_content("slice_by_slice")),
+        slice_priors=parser.get_parsed_content("slice_priors") if "slice_priors" in parser else None,
     )

@@ -116,14 +116,13 @@ def check_output_folder(output: str | os.PathLike, read_from: set[Path]) -> Path
     >>> check_output_folder("/data/in/seg", {Path("/data/in")})
     Traceback (most recent call last):
     ...
-    ValueError: output folder /data/in/seg is inside input folder /data/in; choose a folder outside the inputs so they are never written to.
+    ValueError: output folder /data/in/seg is inside input folder /data/in; outputs must go elsewhere.
     """
     output = Path(output).expanduser().resolve()
     for folder in sorted(read_from):
         if output == folder or folder in output.parents:
             relation = "is" if output == folder else "is inside"
             raise ValueError(
-                f"output folder {output} {relation} input folder {folder}; "
-                "choose a folder outside the inputs so they are never written to."
+                f"output folder {output} {relation} input folder {folder}; outputs must go elsewhere."
             )
     return output

@@ -46,7 +46,9 @@ def label_betti_table(labels, connectivity: str = DEFAULT_CONNECTIVITY) -> list[
         labels = labels.detach().cpu().numpy()
     labels = np.squeeze(np.asarray(labels))
     if labels.ndim not in (2, 3):
-        raise ValueError(f"labels must be a 2D or 3D label map (after dropping singleton axes), got shape {labels.shape}.")
+        raise ValueError(
+            f"labels must be a 2D or 3D label map (after dropping singleton axes), got shape {labels.shape}."
+        )
     if not np.issubdtype(labels.dtype, np.integer) and not (
         np.issubdtype(labels.dtype, np.floating) and np.array_equal(labels, np.round(labels))
     ):

@@ -29,6 +29,7 @@ COLUMNS = (
     "label",
     "output",
     "items",
+    "priors",
     "betti_before",
     "betti_after",
     "satisfied_before",
@@ -38,7 +39,8 @@ COLUMNS = (
     "dice",
     "betti_error",
 )
-"""Report columns. ``items``: refined items (slices of a slice-by-slice volume, else 1);
+"""Report columns. ``items``: refined items (slices of a slice-by-slice volume, else 1); ``priors``:
+the prior of each item;
 ``betti_before``/``betti_after``: one ``(β0, β1[, β2])`` per item and scored channel;
 ``satisfied_*``: how many items met the prior; ``iterations``: refinement steps summed over items;
 ``dice``/``betti_error``: against the label when one was given (Betti error per 2D slice for
@@ -92,7 +94,9 @@ def read_rows(output: str | os.PathLike) -> dict[str, dict]:
         try:
             content = json.loads(source.read_text())
         except (OSError, ValueError) as error:
-            raise ValueError(f"cannot read the earlier report {source}: {error}; move it away to start afresh.") from error
+            raise ValueError(
+                f"cannot read the earlier report {source}: {error}; move it away to start afresh."
+            ) from error
         for row in content["cases"]:
             rows[row["case"]] = row
     return rows
