@@ -59,15 +59,19 @@ def make_bundle(root: Path, network: torch.nn.Module, network_def: dict, **overr
     return root
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
+def make_threshold_bundle(root: Path, **overrides) -> Path:
     """A 2D slice-by-slice bundle whose 'network' is a 1x1 convolution: foreground where intensity > 0.5."""
     network = torch.nn.Conv2d(1, 1, 1)
     with torch.no_grad():
         network.weight.fill_(10.0)
         network.bias.fill_(-5.0)
     network_def = {"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 1}
-    return make_bundle(tmp_path_factory.mktemp("bundles") / "threshold", network, network_def)
+    return make_bundle(root, network, network_def, **overrides)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return make_threshold_bundle(tmp_path_factory.mktemp("bundles") / "threshold")
 
 
 RING_AFFINE = np.array([[-1.5, 0, 0, 10], [0, 1.5, 0, -4], [0, 0, 3, 2], [0, 0, 0, 1]])
@@ -224,14 +228,9 @@ def test_an_interrupted_run_resumes_with_the_finished_rows(bundle, inputs, tmp_p
 
 
 def test_bundle_slice_priors_give_each_slice_its_prior(tmp_path):
-    network = torch.nn.Conv2d(1, 1, 1)
-    with torch.no_grad():
-        network.weight.fill_(10.0)
-        network.bias.fill_(-5.0)
-    network_def = {"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 1}
     # Apical and basal slices may be discs, as in the cardiac bundle.
     end_slices_free = "$lambda depth: [[1, [0, 1]] if i in (0, depth - 1) else [1, 1] for i in range(depth)]"
-    bundle = make_bundle(tmp_path / "b", network, network_def, slice_priors=end_slices_free, postprocess=False)
+    bundle = make_threshold_bundle(tmp_path / "b", slice_priors=end_slices_free, postprocess=False)
     inputs = tmp_path / "in"
     inputs.mkdir()
     stack = np.stack([disc(21), ring(21), ring(21), disc(21)], axis=-1).astype(np.float32)
