@@ -1,0 +1,228 @@
+"""The MONAI bundles: tiny train -> inference -> evaluate runs, the CLI contract, metadata, export, torchrun.
+
+Every run works on a copy of the bundle in a temporary folder, so nothing is written into the repository.
+"""
+
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata
+from monai.inferers import Inferer
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+from monai.utils import set_determinism
+
+from monai_topo.transforms import refine_with_topology
+
+BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+CARDIAC, PLACENTA = "cardiac_myocardium_topo", "placenta_topo"
+SCHEMA = BUNDLES / "meta_schema.json"
+
+# Few, small items and short runs: each bundle trains, infers and evaluates in seconds.
+TINY_DATA = {
+    CARDIAC: {"synthetic_data": {"n_train": 2, "n_unlabelled": 2, "n_val": 1, "n_test": 2, "shape": [32, 32]},
+              "roi_size": [32, 32]},
+    PLACENTA: {"synthetic_data": {"n_train": 2, "n_unlabelled": 0, "n_val": 1, "n_test": 2, "shape": [24, 32, 32]},
+               "roi_size": [24, 32, 32]},
+}
+TINY_TRAIN = {
+    CARDIAC: {"max_epochs": 2, "topo_start_epoch": 2, "val_interval": 1, "batch_size": 2, "unlabelled_batch_size": 2},
+    PLACENTA: {"max_epochs": 2, "val_interval": 1, "batch_size": 2},
+}
+CONTRACT_IDS = ("bundle_root", "device", "network_def", "network", "ckpt_path", "spatial_dims", "prior", "postprocess",
+                "refine_args", "inferer", "preprocessing", "slice_by_slice")
+
+
+def copy_bundle(name: str, destination: Path) -> Path:
+    """A copy of a bundle's sources (no data, weights or outputs a developer may have left in the tree)."""
+    root = destination / name
+    shutil.copytree(BUNDLES / name, root, ignore=shutil.ignore_patterns("dataset", "models", "eval", "__pycache__"))
+    return root
+
+
+def run_workflow(root: Path, configs, workflow_type: str, **override) -> ConfigWorkflow:
+    """Run ``configs`` of the bundle at ``root`` in-process, as ``python -m monai.bundle run`` does."""
+    workflow = ConfigWorkflow(
+        config_file=[str(root / "configs" / name) for name in configs],
+        logging_file=False,  # the bundle's logging.conf would reconfigure the test process's loggers
+        workflow_type=workflow_type,
+        bundle_root=str(root),
+        **override,
+    )
+    workflow.initialize()
+    assert not workflow.check_properties(), f"{configs} lacks MONAI bundle properties"
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+def inference_parser(root: Path, **override) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(root), **override})
+    return parser
+
+
+@pytest.fixture(scope="module", params=[CARDIAC, PLACENTA])
+def trained_bundle(request, tmp_path_factory):
+    """A bundle copy trained for two epochs on tiny synthetic data (the checkpoint under models/)."""
+    name = request.param
+    root = copy_bundle(name, tmp_path_factory.mktemp(name))
+    try:
+        run_workflow(root, ["train.json"], "train", **TINY_DATA[name], **TINY_TRAIN[name])
+    finally:
+        set_determinism(seed=None)  # the bundle seeds every generator; give the other tests theirs back
+    assert (root / "models" / "model.pt").is_file()
+    return name, root
+
+
+def test_train_writes_checkpoint_and_generates_the_datalist(trained_bundle):
+    name, root = trained_bundle
+    datalist = ConfigParser.load_config_file(root / "dataset" / "datalist.json")
+    assert set(datalist) >= {"training", "unlabelled", "validation", "test"}
+    assert len(datalist["training"]) == TINY_DATA[name]["synthetic_data"]["n_train"]
+    state = torch.load(root / "models" / "model.pt", map_location="cpu")
+    network = inference_parser(root).get_parsed_content("network_def")
+    network.load_state_dict(state)  # a bare state dict of the network, loadable by inference
+
+
+def test_inference_keeps_the_affine_of_each_input(trained_bundle, tmp_path):
+    name, root = trained_bundle
+    run_workflow(root, ["inference.json"], "inference", output_dir=str(tmp_path), **TINY_DATA[name],
+                 refine_args={"iterations": 2, "lambda_topo": 0.01, "sigmoid": True})
+    inputs = sorted((root / "dataset" / "images").glob("test_*.nii.gz"))
+    assert len(inputs) == TINY_DATA[name]["synthetic_data"]["n_test"]
+    for path in inputs:
+        output = nib.load(tmp_path / path.name.replace(".nii.gz", "_seg.nii.gz"))
+        source = nib.load(path)
+        assert output.shape == source.shape
+        np.testing.assert_allclose(output.affine, source.affine)
+        assert set(np.unique(np.asarray(output.dataobj))) <= {0, 1}
+
+
+def test_cardiac_inference_segments_a_3d_stack_slice_by_slice(trained_bundle, tmp_path):
+    name, root = trained_bundle
+    if name != CARDIAC:
+        pytest.skip("slice-by-slice inference is the cardiac bundle's")
+    slices = [nib.load(p).get_fdata() for p in sorted((root / "dataset" / "images").glob("test_*.nii.gz"))]
+    stack = np.stack(slices + slices[:1], axis=-1).astype(np.float32)  # three short-axis slices
+    affine = np.array([[0, -1.5, 0, 10], [1.5, 0, 0, -20], [0, 0, 8, 5], [0, 0, 0, 1]], float)
+    (tmp_path / "in").mkdir()
+    nib.save(nib.Nifti1Image(stack, affine), tmp_path / "in" / "stack.nii.gz")
+    for postprocess in (False, True):
+        out = tmp_path / f"out_{postprocess}"
+        run_workflow(root, ["inference.json"], "inference", input_dir=str(tmp_path / "in"), output_dir=str(out),
+                     postprocess=postprocess, refine_args={"iterations": 1, "sigmoid": True},
+                     **TINY_DATA[name])
+        result = nib.load(out / "stack_seg.nii.gz")
+        assert result.shape == stack.shape
+        np.testing.assert_allclose(result.affine, affine)
+
+
+def test_cardiac_end_slices_get_the_range_prior(tmp_path):
+    parser = inference_parser(copy_bundle(CARDIAC, tmp_path))
+    slice_priors = parser.get_parsed_content("slice_priors")
+    ring, end = parser["prior"], parser["end_slice_prior"]
+    assert slice_priors(1) == [ring]
+    assert slice_priors(5) == [end, ring, ring, ring, end]
+
+
+def test_evaluate_saves_dice_and_topology_metrics_as_csv(trained_bundle, tmp_path):
+    name, root = trained_bundle
+    run_workflow(root, ["inference.json", "evaluate.json"], "inference", output_dir=str(tmp_path), postprocess=False,
+                 **TINY_DATA[name])
+    with open(tmp_path / "metrics.csv") as stream:
+        metrics = {row[0]: float(row[1]) for row in csv.reader(stream)}
+    assert set(metrics) == {"mean_dice", "topological_correctness", "betti_error"}
+    assert 0 <= metrics["mean_dice"] <= 1 and 0 <= metrics["topological_correctness"] <= 1
+    assert metrics["betti_error"] >= 0
+    with open(tmp_path / "topological_correctness_raw.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == TINY_DATA[name]["synthetic_data"]["n_test"]
+    assert all(Path(row["filename"]).name.startswith("test_") for row in rows)
+
+
+@pytest.mark.parametrize("name", [CARDIAC, PLACENTA])
+def test_inference_contract_needs_no_dataset(name, tmp_path):
+    """The ids that ``monai-topo infer`` reads from inference.json, instantiated with no data on disk."""
+    root = copy_bundle(name, tmp_path)
+    parser = inference_parser(root)
+    values = {key: parser.get_parsed_content(key) for key in CONTRACT_IDS}
+    assert not (root / "dataset").exists()
+    assert Path(values["ckpt_path"]) == root / "models" / "model.pt"
+    assert values["spatial_dims"] == (2 if name == CARDIAC else 3)
+    assert values["slice_by_slice"] is (name == CARDIAC)
+    assert values["postprocess"] is True
+    assert list(values["prior"]) == ([1, 1] if name == CARDIAC else [1, 0, 0])
+    assert set(values["refine_args"]) <= set(refine_with_topology.__kwdefaults__)
+    assert values["refine_args"]["lambda_topo"] == (0.01 if name == CARDIAC else 0.005)
+    assert isinstance(values["inferer"], Inferer)
+    assert isinstance(values["network"], torch.nn.Module) and isinstance(values["device"], torch.device)
+
+    preprocessing = values["preprocessing"]
+    assert isinstance(preprocessing, Compose)
+    assert isinstance(preprocessing.transforms[0], LoadImaged) and preprocessing.transforms[0].keys == ("image",)
+    assert isinstance(preprocessing.transforms[1], EnsureChannelFirstd)
+    shape = (40, 48) if name == CARDIAC else (24, 40, 32)
+    path = tmp_path / "case.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random(shape).astype(np.float32), np.eye(4)), path)
+    image = preprocessing({"image": str(path)})["image"]
+    assert tuple(image.shape) == (1, *shape) and image.dtype == torch.float32
+    with torch.no_grad():
+        logits = values["inferer"](image[None].to(values["device"]), values["network"].eval())
+    assert tuple(logits.shape) == (1, 1, *shape)
+
+
+@pytest.mark.parametrize("name", [CARDIAC, PLACENTA])
+def test_metadata_verifies_offline_against_the_vendored_schema(name):
+    verify_metadata(meta_file=str(BUNDLES / name / "configs" / "metadata.json"), filepath=str(SCHEMA))
+
+
+def test_ckpt_export_gives_the_network_output(trained_bundle, tmp_path):
+    name, root = trained_bundle
+    exported = tmp_path / "model.ts"
+    ckpt_export(net_id="network_def", filepath=str(exported), ckpt_file=str(root / "models" / "model.pt"),
+                meta_file=str(root / "configs" / "metadata.json"),
+                config_file=str(root / "configs" / "inference.json"), bundle_root=str(root))
+    scripted = torch.jit.load(str(exported))
+    network = inference_parser(root).get_parsed_content("network_def")
+    network.load_state_dict(torch.load(root / "models" / "model.pt", map_location="cpu"))
+    x = torch.rand(2, 1, *TINY_DATA[name]["roi_size"], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted.eval()(x), network.eval()(x))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_torchrun_training_on_cpu(tmp_path):
+    """``torchrun --nproc_per_node 2`` with the multi-GPU override: gloo on CPU, both samplers split."""
+    root = copy_bundle(CARDIAC, tmp_path)
+    # one validation item per process: MONAI's DistributedSampler refuses a rank without data
+    overrides = {**TINY_DATA[CARDIAC], **TINY_TRAIN[CARDIAC]}
+    overrides["synthetic_data"] = {**overrides["synthetic_data"], "n_val": 2}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+        "-m", "monai.bundle", "run",
+        "--config_file", "['configs/train.json','configs/multi_gpu_train.json']",
+        "--bundle_root", str(root),
+    ]
+    for key, value in overrides.items():
+        command += [f"--{key}", repr(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Engine run finished" in result.stdout + result.stderr
+    state = torch.load(root / "models" / "model.pt", map_location="cpu")
+    assert not any(key.startswith("module.") for key in state)  # saved unwrapped from DistributedDataParallel
