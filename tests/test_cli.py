@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from monai.networks.nets import UNet
 
 from monai_topo.cli import main
 from monai_topo.inference import batch, resolve_bundle
@@ -93,6 +92,7 @@ def write_inputs(folder: Path) -> Path:
     nib.save(nib.Nifti1Image(_off_centre_ring().astype(np.float32), RING_AFFINE), folder / "ring.nii.gz")
     nib.save(nib.Nifti1Image(disc(22).astype(np.int16), np.eye(4)), folder / "disc.nii")
     nib.save(nib.Nifti1Image(_volume().astype(np.float32), VOLUME_AFFINE), folder / "volume.nii.gz")
+    nib.save(nib.Nifti1Image(ring(21)[..., None].astype(np.uint8), np.eye(4)), folder / "one_slice.nii.gz")
     scan = sitk.GetImageFromArray(_off_centre_ring().T.astype(np.float32))  # SimpleITK arrays are (y, x)
     scan.SetSpacing((0.5, 0.7))
     scan.SetOrigin((3.0, 4.0))
@@ -127,7 +127,7 @@ def read_report(output: Path) -> tuple[dict, dict]:
     return {row["case"]: row for row in content["cases"]}, csv_rows
 
 
-CASES = {"bad", "disc", "ring", "scan", "volume"}
+CASES = {"bad", "disc", "one_slice", "ring", "scan", "volume"}
 OUTPUTS = {f"{c}_seg.nii.gz" for c in CASES - {"bad"}} | {"inference_report.csv", "inference_report.json"}
 
 
@@ -148,6 +148,7 @@ def test_infer_keeps_geometry_reports_every_case_and_skips_the_corrupt_file(bund
         ("ring", RING_AFFINE, _off_centre_ring()),
         ("volume", VOLUME_AFFINE, _volume()),
         ("disc", np.eye(4), disc(22)),
+        ("one_slice", np.eye(4), ring(21)[..., None]),
     ]:
         seg = nib.load(out / f"{case}_seg.nii.gz")
         source = nib.load(next(inputs.glob(f"{case}.nii*")))
@@ -214,14 +215,14 @@ def test_an_interrupted_run_resumes_with_the_finished_rows(bundle, inputs, tmp_p
     monkeypatch.setattr(batch, "process_case", interrupted_at_scan)
     with pytest.raises(KeyboardInterrupt):
         infer(bundle, inputs, out)
-    # Cases run in name order: bad, disc, ring finished before the interruption and were kept.
-    assert {p.name for p in out.glob("*_seg.nii.gz")} == {"disc_seg.nii.gz", "ring_seg.nii.gz"}
+    # Cases run in name order: bad, disc, one_slice, ring finished before the interruption and were kept.
+    assert {p.name for p in out.glob("*_seg.nii.gz")} == {"disc_seg.nii.gz", "one_slice_seg.nii.gz", "ring_seg.nii.gz"}
     assert not (out / "inference_report.json").exists()
     monkeypatch.setattr(batch, "process_case", original)
 
     assert infer(bundle, inputs, out) == 1
     rows, _ = read_report(out)
-    statuses = {"bad": "failed", "disc": "skipped", "ring": "skipped", "scan": "ok", "volume": "ok"}
+    statuses = {c: "skipped" for c in ("disc", "one_slice", "ring")} | {"bad": "failed", "scan": "ok", "volume": "ok"}
     assert {c: r["status"] for c, r in rows.items()} == statuses
     assert rows["disc"]["iterations"] == 3 and rows["ring"]["betti_after"] == [[1, 1]]  # from the partial report
     assert set(os.listdir(out)) == OUTPUTS
@@ -390,9 +391,9 @@ def test_demo_still_runs(capsys):
     assert "Betti numbers" in capsys.readouterr().out
 
 
-def _sunnybrook_run(bundle, data, out):
+def _sunnybrook_run(bundle, data, out, *extra):
     images = data / "sunnybrook_myo" / "images"
-    assert infer(bundle, images, out, "--labels", str(data / "sunnybrook_myo" / "labels")) == 0
+    assert infer(bundle, images, out, "--labels", str(data / "sunnybrook_myo" / "labels"), *extra) == 0
     rows, _ = read_report(out)
     expected = sorted(p.name[: -len(".nii.gz")] for p in images.glob("*.nii.gz"))
     assert sorted(rows) == expected and len(expected) == 28
@@ -404,19 +405,9 @@ def _sunnybrook_run(bundle, data, out):
     return rows
 
 
-def test_sunnybrook_slices_through_a_random_unet(shared_data, tmp_path):
-    """The real NIfTI slices, their labels and the report, with an untrained U-Net (the point is the I/O)."""
-    torch.manual_seed(0)
-    network = UNet(2, 1, 1, channels=(4, 8), strides=(2,), num_res_units=0)
-    network_def = {
-        "_target_": "UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 1,
-        "channels": [4, 8], "strides": [2], "num_res_units": 0,
-    }  # fmt: skip
-    preprocessing = {**PREPROCESSING, "transforms": PREPROCESSING["transforms"][:3]}
-    bundle = make_bundle(
-        tmp_path / "unet", network, network_def, preprocessing=preprocessing, postprocess=False
-    )
-    _sunnybrook_run(bundle, shared_data, tmp_path / "out")
+def test_sunnybrook_slices_through_a_stand_in_bundle(shared_data, bundle, tmp_path):
+    """The real NIfTI slices, their labels and the report, with an untrained stand-in network (the point is the I/O)."""
+    _sunnybrook_run(bundle, shared_data, tmp_path / "out", "--no-postprocess")
 
 
 CARDIAC_CHECKPOINT = REPO / "bundles" / "cardiac_myocardium_topo" / "models" / "model.pt"

@@ -199,7 +199,9 @@ def score_segmentation(
 def write_segmentation(labels: MetaTensor, path: str | os.PathLike) -> None:
     """Write a ``(1, *spatial)`` segmentation as NIfTI with its metadata's affine, atomically."""
     writer = NibabelWriter(output_dtype=np.uint8)
-    writer.set_data_array(labels, channel_dim=0, spatial_ndim=None)
+    writer.set_data_array(labels, channel_dim=0, squeeze_end_dims=False, spatial_ndim=None)
+    # Drop only the channel: squeezing every trailing singleton would write a (H, W, 1) input as (H, W).
+    writer.data_obj = writer.data_obj[..., 0]
     writer.set_metadata(labels.meta, resample=False)
     with atomic_path(path) as tmp:
         writer.write(tmp)
