@@ -6,6 +6,7 @@ import gudhi
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from monai_topo.ph import batch_persistence, cubical_persistence, unionfind
 from monai_topo.ph.backends import cripser_pairs, unionfind_pairs
@@ -53,11 +54,16 @@ def test_descending_order_is_a_stable_argsort(dtype):
     assert all((np.diff(run) > 0).all() or values[run[0]] == 0 for run in same_value_runs)
 
 
-@pytest.mark.parametrize("chain", [unionfind._PLANE_CHAIN, unionfind._VOLUME_CHAIN])
-def test_corner_neighbours_form_a_chain_of_touching_voxels(chain):
-    cube = len(chain[0])
-    assert len(set(chain)) == 3**cube - 1 and (0,) * cube not in chain
-    assert all(max(abs(a - b) for a, b in zip(p, q)) == 1 for p, q in zip(chain, chain[1:]))
+@pytest.mark.parametrize("corners", [True, False])
+def test_cube_dilation_matches_scipy(corners):
+    # The saddle test grows groups of neighbours inside the 3x3x3 cube with bit shifts.
+    structure = ndimage.generate_binary_structure(3, 3 if corners else 1)
+    rng = np.random.default_rng(1)
+    for bits in rng.integers(0, 1 << 27, 500):
+        cube = np.array([(bits >> b) & 1 for b in range(27)], bool).reshape(3, 3, 3)
+        expected = ndimage.binary_dilation(cube, structure)
+        got = unionfind._dilate(np.int64(bits), corners)
+        assert np.array_equal(np.array([(got >> b) & 1 for b in range(27)], bool).reshape(3, 3, 3), expected)
 
 
 @pytest.mark.parametrize("connectivity", CONNECTIVITIES)

@@ -47,7 +47,7 @@ def _check_maxdim(maxdim: int | None, spatial_ndim: int) -> int:
 
 
 def _as_probability_tensor(x, name: str, spatial_ndims: Sequence[int], layout: str) -> torch.Tensor:
-    """Validate a probability map and return it as a torch tensor (no copy for tensors)."""
+    """Check the type, shape and dtype of a probability map; return it as a tensor (no copy)."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
@@ -63,15 +63,28 @@ def _as_probability_tensor(x, name: str, spatial_ndims: Sequence[int], layout: s
             f"{name} must be a floating-point probability map, got dtype {x.dtype}; "
             "convert a binary mask with .float() or use betti_numbers(mask)."
         )
-    values = x.detach()
-    if not bool(torch.isfinite(values).all()):
+    return x
+
+
+def _probability_values(x: torch.Tensor, name: str) -> np.ndarray:
+    """The values of ``x`` as a C-contiguous float32/float64 numpy array (a view when possible), checked.
+
+    The checks run in numpy on the host copy that the engines need anyway: one pass each, and no
+    torch thread pool (which is slow to wake when the cores are shared).
+    """
+    values = x.detach().cpu()
+    if values.dtype not in (torch.float32, torch.float64):
+        values = values.float()  # numpy has no bfloat16; the conversion keeps the order of values
+    values = np.ascontiguousarray(values.numpy())
+    if not np.isfinite(values).all():
         raise ValueError(f"{name} contains NaN or Inf values.")
-    if float(values.min()) < 0:
+    minimum = values.min()
+    if minimum < 0:
         raise ValueError(
-            f"{name} must hold probabilities (values >= 0), got minimum {float(values.min()):.4g}; "
+            f"{name} must hold probabilities (values >= 0), got minimum {float(minimum):.4g}; "
             "apply torch.sigmoid or torch.softmax to logits first."
         )
-    return x
+    return values
 
 
 def _num_workers(num_workers: int | None) -> int:
@@ -82,36 +95,37 @@ def _num_workers(num_workers: int | None) -> int:
     return num_workers
 
 
-def _engine_input(items: torch.Tensor) -> np.ndarray:
-    """The values as a C-contiguous float32/float64 numpy array, a view whenever possible."""
-    values = items.detach().cpu()
-    if values.dtype not in (torch.float32, torch.float64):
-        values = values.float()  # numpy has no bfloat16; the conversion keeps the order of values
-    return np.ascontiguousarray(values.numpy())
-
-
-def _diagrams(items: torch.Tensor, maxdim: int, connectivity: str, backend: str, num_workers) -> list[PersistenceDiagram]:
-    """Diagrams of a stack ``(n, *spatial)``: one engine call, one gather for the whole stack."""
+def _diagrams(
+    items: torch.Tensor, name: str, maxdim: int, connectivity: str, backend: str, num_workers: int | None
+) -> list[PersistenceDiagram]:
+    """Diagrams of a stack ``(n, *spatial)``: one engine call and one gather for the whole stack."""
+    values = _probability_values(items, name)
     n = items.shape[0]
     dims, birth_idx, death_idx, counts = batch_pairs(
-        _engine_input(items), maxdim, check_connectivity(connectivity), resolve_backend(backend),
-        _num_workers(num_workers),
+        values, maxdim, check_connectivity(connectivity), resolve_backend(backend), _num_workers(num_workers)
     )
     item = np.repeat(np.arange(n), counts)
-    item_size = items[0].numel()
-    dims, birth_idx, death_idx, item = (torch.from_numpy(a).to(items.device) for a in (dims, birth_idx, death_idx, item))
-    flat = items.reshape(-1)
     essential = death_idx < 0
-    births = flat[birth_idx + item * item_size]
-    zero = torch.zeros((), dtype=items.dtype, device=items.device)
-    deaths = torch.where(essential, zero, flat[death_idx.clamp(min=0) + item * item_size])
+    global_births = birth_idx + item * values[0].size
+    global_deaths = np.where(essential, global_births, death_idx + item * values[0].size)
+    flat_values = values.reshape(-1)
     # Zero-length bars come and go with tie-breaking; they carry no topology and no gradient.
-    keep = essential | (births > deaths)
-    fields = [t[keep] for t in (dims, births, deaths, birth_idx, death_idx, essential)]
-    sizes = torch.bincount(item[keep], minlength=n).tolist()
-    per_item = zip(*(torch.split(t, sizes) for t in fields))
+    keep = essential | (flat_values[global_births] > flat_values[global_deaths])
+    if not keep.all():
+        dims, birth_idx, death_idx, essential, global_births, global_deaths, item = (
+            a[keep] for a in (dims, birth_idx, death_idx, essential, global_births, global_deaths, item)
+        )
+    dims, birth_idx, death_idx, essential, global_births, global_deaths = (
+        torch.from_numpy(a).to(items.device)
+        for a in (dims, birth_idx, death_idx, essential, global_births, global_deaths)
+    )
+    flat = items.reshape(-1)
+    births = flat[global_births]
+    deaths = torch.where(essential, torch.zeros((), dtype=items.dtype, device=items.device), flat[global_deaths])
+    sizes = np.bincount(item, minlength=n).tolist()
+    columns = (torch.split(t, sizes) for t in (dims, births, deaths, birth_idx, death_idx, essential))
     spatial_shape = tuple(items.shape[1:])
-    return [PersistenceDiagram(*columns, spatial_shape=spatial_shape, maxdim=maxdim) for columns in per_item]
+    return [PersistenceDiagram(*fields, spatial_shape=spatial_shape, maxdim=maxdim) for fields in zip(*columns)]
 
 
 def cubical_persistence(
@@ -152,7 +166,7 @@ def cubical_persistence(
     (1, 1)
     """
     x = _as_probability_tensor(x, "x", (2, 3), "(H, W) or (D, H, W)")
-    return _diagrams(x[None], _check_maxdim(maxdim, x.ndim), connectivity, backend, None)[0]
+    return _diagrams(x[None], "x", _check_maxdim(maxdim, x.ndim), connectivity, backend, None)[0]
 
 
 def batch_persistence(
@@ -195,5 +209,6 @@ def batch_persistence(
     x = _as_probability_tensor(x, "x", (4, 5), "(B, C, H, W) or (B, C, D, H, W)")
     maxdim = _check_maxdim(maxdim, x.ndim - 2)
     batch, channels = x.shape[:2]
-    diagrams = _diagrams(x.reshape(batch * channels, *x.shape[2:]), maxdim, connectivity, backend, num_workers)
+    items = x.reshape(batch * channels, *x.shape[2:])
+    diagrams = _diagrams(items, "x", maxdim, connectivity, backend, num_workers)
     return [diagrams[b * channels : (b + 1) * channels] for b in range(batch)]

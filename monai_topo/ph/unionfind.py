@@ -29,11 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
-from numba.typed import Dict
 
 NEVER = np.int32(np.iinfo(np.int32).max)
 MAX_VOXELS = int(np.iinfo(np.int32).max) - 1  # ranks and padded indices are int32
 _RADIX_BITS = 11
+_FIBONACCI = np.int64(-7046029254386353131)  # 2**64 / golden ratio, as int64: multiplicative hashing
 # Below this many voxels an image is not worth splitting over threads.
 _PARALLEL_IMAGE_SIZE = 1 << 18
 
@@ -135,45 +135,50 @@ def padded_positions(order, shape):
     return padded_index, forward, reverse
 
 
-# Corner neighbours in a chain where consecutive voxels touch each other: two present voxels next
-# in the chain are already in one component, so union-find looks up only the first of each run.
-_PLANE_CHAIN = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
-_VOLUME_CHAIN = (
-    (-1, -1, -1), (-1, -1, 0), (-1, -1, 1), (-1, 0, 1), (-1, 0, 0), (-1, 0, -1), (-1, 1, -1), (-1, 1, 0),
-    (-1, 1, 1), (0, 1, 1), (0, 1, 0), (0, 1, -1), (0, 0, -1), (0, -1, -1), (0, -1, 0), (0, -1, 1),
-    (0, 0, 1), (1, 0, 1), (1, 1, 1), (1, 1, 0), (1, 1, -1), (1, 0, -1), (1, 0, 0), (1, -1, -1),
-    (1, -1, 0), (1, -1, 1),
-)
+# The 3x3x3 cube around a voxel as a 27-bit mask, bit (dz + 1) * 9 + (dy + 1) * 3 + (dx + 1); the
+# centre is bit 13. A 2D image uses the middle plane only. Dilating a set of bits inside the cube
+# (separably, with masks that stop shifts at the cube's faces) finds which neighbours are joined
+# through other neighbours, without looking outside the cube.
+def _cube_mask(keep) -> int:
+    return sum(1 << b for b in range(27) if keep(b // 9 - 1, b // 3 % 3 - 1, b % 3 - 1))
+
+
+_CUBE = _cube_mask(lambda dz, dy, dx: True)
+_FROM_X_BELOW = _cube_mask(lambda dz, dy, dx: dx > -1)  # cells that a shift by +1 in x may reach
+_FROM_X_ABOVE = _cube_mask(lambda dz, dy, dx: dx < 1)
+_FROM_Y_BELOW = _cube_mask(lambda dz, dy, dx: dy > -1)
+_FROM_Y_ABOVE = _cube_mask(lambda dz, dy, dx: dy < 1)
+_CENTRE = 13
+# Face neighbours in the order -z, +z, -y, +y, -x, +x: the direction codes of the edge marks.
+_FACE_BITS = np.array([4, 22, 10, 16, 12, 14], np.int64)
 
 
 @njit(cache=True, nogil=True)
-def neighbour_offsets(shape, full):
-    """Flat offsets of the neighbours of a voxel on the padded grid.
+def _dilate(bits, corners):
+    """Grow a set of cube cells by one step of 26- (``corners``) or 6-adjacency."""
+    x_grown = bits | ((bits << 1) & _FROM_X_BELOW) | ((bits >> 1) & _FROM_X_ABOVE)
+    if corners:
+        y_grown = x_grown | ((x_grown << 3) & _FROM_Y_BELOW) | ((x_grown >> 3) & _FROM_Y_ABOVE)
+        return (y_grown | (y_grown << 9) | (y_grown >> 9)) & _CUBE
+    y_grown = ((bits << 3) & _FROM_Y_BELOW) | ((bits >> 3) & _FROM_Y_ABOVE)
+    return (x_grown | y_grown | (bits << 9) | (bits >> 9)) & _CUBE
 
-    Face neighbours (``full=False``) come in the order -z, +z, -y, +y, -x, +x, the direction
-    codes of the dimension-1 edge keys; all neighbours (``full=True``) in a chain of touching
-    voxels. An image with ``D == 1`` (2D) has no z neighbours.
+
+@njit(cache=True, nogil=True)
+def cube_offsets(shape):
+    """Flat offsets on the padded grid of the 27 cube cells, and the bits of a voxel's neighbours.
+
+    ``shape`` is ``(D, H, W)``, ``D == 1`` for a 2D image (then only the middle plane is used).
+    Returns ``(offsets, corner_bits, face_bits)``: all neighbours, and face neighbours in the order
+    of the direction codes.
     """
     d, h, w = shape
-    strides = ((h + 2) * (w + 2), w + 2, 1)
-    offsets = np.empty(26, np.int64)
-    n = 0
-    if full and d == 1:
-        for dy, dx in _PLANE_CHAIN:
-            offsets[n] = dy * strides[1] + dx
-            n += 1
-    elif full:
-        for dz, dy, dx in _VOLUME_CHAIN:
-            offsets[n] = dz * strides[0] + dy * strides[1] + dx
-            n += 1
-    else:
-        for axis in range(3):
-            if axis == 0 and d == 1:
-                continue
-            for sign in (-1, 1):
-                offsets[n] = sign * strides[axis]
-                n += 1
-    return offsets[:n]
+    offsets = np.empty(27, np.int64)
+    for b in range(27):
+        offsets[b] = (b // 9 - 1) * (h + 2) * (w + 2) + (b // 3 % 3 - 1) * (w + 2) + b % 3 - 1
+    corner_bits = np.array([b for b in range(27) if b != _CENTRE and (d > 1 or b // 9 == 1)], np.int64)
+    face_bits = _FACE_BITS if d > 1 else _FACE_BITS[2:]
+    return offsets, corner_bits, face_bits
 
 
 @njit(cache=True, nogil=True)
@@ -194,73 +199,125 @@ def _append(buffer, count, value):
 
 
 @njit(cache=True, nogil=True)
-def merge_components(x, order, padded_index, position, offsets, reverse, edge_marks):
-    """Dimension-0 pairs of one sweep by union-find with the elder rule.
+def ascend(position, shape, corners, ascent, edge_marks, z_start, z_stop):
+    """First pass of a sweep, in memory order over the real planes ``z_start:z_stop``.
 
-    ``reverse`` sweeps the complement (positions from :func:`padded_positions`), where the padding
-    forms the outside component. When ``edge_marks`` is non-empty, bit ``k`` of
-    ``edge_marks[p]`` records that the edge from ``p`` to ``p + offsets[k]`` merged two components
-    (the clearing set of the dimension-1 reduction); the edges of a voxel are then taken in the
-    order of the edge keys, by position of their other end. With all 8/26 neighbours, a present
-    neighbour that follows a present one in the chain is skipped: it is in the same component.
-
-    Each voxel stores the label of the component it joined; the union-find runs on the labels,
-    which are numbered by birth (so the elder is the smaller label) and few enough to stay in
-    cache, whereas the voxels are visited in value order, all over the volume.
-
-    Returns flat indices ``(births, deaths)`` of the positive-length bars in super-level terms
-    (``x[births] > x[deaths]``): for the reverse sweep these are the top-dimensional bars.
+    For each voxel, looks at which neighbours come earlier in the sweep ("present"). A voxel with
+    none starts a component (``ascent[p] = p``); otherwise ``ascent[p]`` is its earliest present
+    neighbour, which it joins. Only where the present neighbours fall apart into several groups
+    inside the 3x3x3 cube (26- or 6-adjacency, by ``corners``) can two components meet: those
+    voxels, the saddle candidates, are returned (their positions) for :func:`merge_at_saddles`.
+    The edge to the earliest neighbour of any other voxel is its only merging edge
+    (``edge_marks``, when non-empty: the face-neighbour sweep of a 3D volume).
     """
+    d, h, w = shape
+    pad_z = 1 if d > 1 else 0
+    offsets, corner_bits, face_bits = cube_offsets(shape)
+    bits = corner_bits if corners else face_bits
+    relevant_mask = 0
+    for b in bits:
+        relevant_mask |= 1 << b
+    mark = edge_marks.size > 0
+    candidates = np.empty(64, np.int64)
+    n_candidates = 0
+    for z in range(max(z_start, 0), min(z_stop, d)):
+        for y in range(h):
+            row = ((z + pad_z) * (h + 2) + y + 1) * (w + 2) + 1
+            for xx in range(w):
+                p = row + xx
+                me = position[p]
+                present = 0
+                earliest = me
+                for b in corner_bits:
+                    q_position = position[p + offsets[b]]
+                    if q_position < me:
+                        present |= 1 << b
+                        if q_position < earliest and (relevant_mask >> b) & 1:
+                            earliest = q_position
+                            ascent[p] = p + offsets[b]
+                relevant = present & relevant_mask
+                if relevant == 0:
+                    ascent[p] = p
+                    continue
+                group = relevant & -relevant
+                while True:
+                    grown = _dilate(group, corners) & present
+                    if grown == group:
+                        break
+                    group = grown
+                if relevant & ~group:
+                    candidates = _append(candidates, n_candidates, me)
+                    n_candidates += 1
+                elif mark:
+                    step = ascent[p] - p
+                    for k in range(face_bits.size):
+                        if offsets[face_bits[k]] == step:
+                            edge_marks[p] |= 1 << k
+    return candidates[:n_candidates]
+
+
+@njit(cache=True, nogil=True)
+def _component(ascent, position, q):
+    """Root of ``q``'s component by following ``ascent`` (with path compression); -1: the outside."""
+    root = q
+    while position[root] >= 0 and ascent[root] != root:
+        root = ascent[root]
+    while q != root and position[q] >= 0:
+        ascent[q], q = root, ascent[q]
+    return -1 if position[root] < 0 else root
+
+
+@njit(cache=True, nogil=True)
+def merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, ascent, candidates, edge_marks):
+    """Second pass of a sweep: union-find at the saddle candidates, in sweep order, elder rule.
+
+    A component is represented by the voxel where it was born (a root: ``ascent[r] == r``); merging
+    points the younger root at the elder, or at the padding for the outside component of the
+    reverse sweep. See :func:`merge_components` for the outputs.
+    """
+    offsets, corner_bits, face_bits = cube_offsets(shape)
+    bits = corner_bits if corners else face_bits
     n = order.size
-    label = np.zeros(position.size, np.int32)  # label 0: the outside, where the padding is present
-    parent = np.empty(n + 1, np.int32)
-    born = np.empty(n + 1, np.int64)
-    parent[0] = 0
-    n_labels = 1
+    mark = edge_marks.size > 0
+    outside_cell = 0  # a padding cell: present from the start in the reverse sweep
     births = np.empty(64, np.int64)
     deaths = np.empty(64, np.int64)
     count = 0
-    mark = edge_marks.size > 0
-    chained = offsets.size >= 8  # all neighbours, in the chain order of neighbour_offsets
-    earlier = np.empty(offsets.size, np.int64)
-    earlier_position = np.empty(offsets.size, np.int64)
-    for i in range(n):
+    earlier = np.empty(bits.size, np.int64)
+    earlier_position = np.empty(bits.size, np.int64)
+    for i in np.sort(candidates):
         p = padded_index[n - 1 - i] if reverse else padded_index[i]
         n_earlier = 0
-        previous_present = False
-        for k in range(offsets.size):
-            q_position = position[p + offsets[k]]
-            present = q_position < i
-            skip = not present or (chained and previous_present)
-            previous_present = present
-            if skip:
+        for k in range(bits.size):
+            q_position = position[p + offsets[bits[k]]]
+            if q_position >= i:
                 continue
             j = n_earlier
-            while mark and j > 0 and earlier_position[j - 1] > q_position:
+            while j > 0 and earlier_position[j - 1] > q_position:  # edge-key order
                 earlier[j] = earlier[j - 1]
                 earlier_position[j] = earlier_position[j - 1]
                 j -= 1
             earlier[j] = k
             earlier_position[j] = q_position
             n_earlier += 1
-        root = -1
+        root = -2
         for j in range(n_earlier):
             k = earlier[j]
-            r = label[p + offsets[k]]
-            while parent[r] != r:
-                parent[r] = parent[parent[r]]
-                r = parent[r]
+            r = _component(ascent, position, p + offsets[bits[k]])
             if r == root:
                 continue
             if mark:
                 edge_marks[p] |= 1 << k
-            if root < 0:  # the voxel joins its first neighbour's component
+            if root == -2:  # the voxel joins its first neighbour's component
                 root = r
                 continue
-            elder, younger = min(r, root), max(r, root)
-            parent[younger] = elder
-            root = elder
-            younger_birth = _voxel(order, born[younger], reverse)
+            # The outside (-1) is the eldest; otherwise the earlier-born root.
+            if r == -1 or (root != -1 and position[r] < position[root]):
+                root, younger = r, root
+            else:
+                younger = r
+            ascent[younger] = outside_cell if root == -1 else root
+            younger_birth = _voxel(order, position[younger], reverse)
             current = _voxel(order, i, reverse)
             if x[younger_birth] == x[current]:
                 continue
@@ -270,13 +327,25 @@ def merge_components(x, order, padded_index, position, offsets, reverse, edge_ma
             births = _append(births, count, birth)
             deaths = _append(deaths, count, death)
             count += 1
-        if root < 0:
-            root = n_labels
-            parent[root] = root
-            born[root] = i
-            n_labels += 1
-        label[p] = root
     return births[:count], deaths[:count]
+
+
+@njit(cache=True, nogil=True)
+def merge_components(x, order, padded_index, position, shape, corners, reverse, edge_marks):
+    """Dimension-0 pairs of one sweep (union-find with the elder rule), in two passes.
+
+    ``corners`` selects 26- (8-) over 6- (4-) connectivity. ``reverse`` sweeps the complement
+    (positions from :func:`padded_positions`), where the padding forms the outside component.
+    When ``edge_marks`` is non-empty, bit ``k`` of ``edge_marks[p]`` records that the edge from
+    ``p`` to its face neighbour ``k`` merged two components (the clearing set of the dimension-1
+    reduction).
+
+    Returns flat indices ``(births, deaths)`` of the positive-length bars in super-level terms
+    (``x[births] > x[deaths]``): for the reverse sweep these are the top-dimensional bars.
+    """
+    ascent = np.empty(position.size, np.int32)
+    candidates = ascend(position, shape, corners, ascent, edge_marks, 0, shape[0])
+    return merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, ascent, candidates, edge_marks)
 
 
 # --- dimension 1 of a 3D volume ---------------------------------------------------------------
@@ -384,23 +453,56 @@ def _middle_bar(x, order, edge_key, square_key, span, reverse, births, deaths, c
 
 
 @njit(cache=True, nogil=True)
-def classify_edges(x, order, position, shape, reverse, edge_marks, z_start, z_stop):
+def _earliest_coface_in_star(position, vertex, other, axis, strides, span):
+    """The first square containing the edge ``(vertex, other)`` among those whose latest vertex is ``vertex``.
+
+    ``vertex`` is the edge's latest end and ``other`` its other end, along ``axis``. Returns the
+    square's key (-1 if every square around the edge has a later vertex) and whether the edge is
+    that square's latest face, i.e. whether they form an apparent pair. Reads only the squares'
+    eight other vertices: no key of a later square is needed.
+    """
+    latest = position[vertex]
+    other_position = position[other]
+    upper_end = 1 if vertex > other else 0  # the latest vertex's side along the edge's axis
+    best_second = np.int64(NEVER)
+    best_code = 0
+    best_apparent = False
+    for b in range(3):
+        if b == axis:
+            continue
+        for side in range(2):
+            step = strides[b] if side else -strides[b]
+            beside = position[vertex + step]  # next to the latest vertex
+            across = position[other + step]
+            if beside >= latest or across >= latest:
+                continue
+            second = max(other_position, beside, across)
+            bit_edge, bit_other = upper_end, 1 - side
+            corner = 2 * bit_edge + bit_other if axis < b else 2 * bit_other + bit_edge
+            code = (3 - axis - b) * 4 + corner
+            if second < best_second or (second == best_second and code < best_code):
+                best_second, best_code = second, code
+                best_apparent = other_position > beside
+    if best_second == NEVER:
+        return np.int64(-1), False
+    return (np.int64(latest) * span + best_second + position.size) * 12 + best_code, best_apparent
+
+
+@njit(cache=True, nogil=True)
+def classify_edges(position, shape, n, edge_marks, z_start, z_stop):
     """First pass of dimension 1 over the edges whose lower vertex is in padded planes ``z_start:z_stop``.
 
-    Edges that merged two components (``edge_marks`` of :func:`merge_components`) are cleared.
-    An edge whose earliest coface has it as latest face is an apparent pair: its bar is emitted
-    here. The keys of the other edges are returned for :func:`reduce_middle`.
+    Edges that merged two components (``edge_marks`` of :func:`merge_components`) are cleared;
+    an edge whose earliest coface has it as latest face is an apparent pair, of length zero (both
+    cells enter with the same voxel) and never needed again. Returns the keys of the other edges,
+    the columns of :func:`reduce_middle`. ``n`` is the number of voxels.
     """
     pd, ph, pw = shape[0] + 2, shape[1] + 2, shape[2] + 2
     limits = (pd, ph, pw)
     strides = _strides(shape)
-    span = np.int64(position.size) + order.size
-    scratch = np.empty(4, np.int64)
+    span = np.int64(position.size) + n
     candidates = np.empty(64, np.int64)
-    births = np.empty(64, np.int64)
-    deaths = np.empty(64, np.int64)
     n_candidates = 0
-    count = 0
     for z in range(max(z_start, 0), min(z_stop, pd)):
         for y in range(ph):
             for xx in range(pw):
@@ -409,24 +511,17 @@ def classify_edges(x, order, position, shape, reverse, edge_marks, z_start, z_st
                 for axis in range(3):
                     if coords[axis] + 1 >= limits[axis]:
                         continue
+                    high = low + strides[axis]
                     key = _edge_key(position, low, strides[axis], span)
                     if key < 0:
                         continue
-                    latest = key // span
-                    vertex = low if position[low] == latest else low + strides[axis]
+                    vertex, other = (low, high) if position[low] > position[high] else (high, low)
                     if edge_marks[vertex] >> (2 * axis + (1 if vertex == low else 0)) & 1:
                         continue  # it merged two components: cleared
-                    apparent = False
-                    if _coboundary(position, low, axis, strides, span, scratch) > 0:
-                        square = scratch[0]
-                        if square // 12 // span == latest:
-                            apparent = _latest_face_at(position, vertex, square, strides, span)[2] == key
-                    if apparent:
-                        births, deaths, count = _middle_bar(x, order, key, square, span, reverse, births, deaths, count)
-                    else:
+                    if not _earliest_coface_in_star(position, vertex, other, axis, strides, span)[1]:
                         candidates = _append(candidates, n_candidates, key)
                         n_candidates += 1
-    return candidates[:n_candidates], births[:count], deaths[:count]
+    return candidates[:n_candidates]
 
 
 @njit(cache=True, nogil=True)
@@ -484,6 +579,32 @@ def _pop_pivot(heap, size):
 
 
 @njit(cache=True, nogil=True)
+def _slot(keys, key):
+    """Slot of ``key`` in the open-addressing table ``keys`` (-1 = empty): where it is or would go."""
+    mask = keys.size - 1
+    i = (key * _FIBONACCI) >> 20 & mask  # the table size is a power of 2
+    while keys[i] != key and keys[i] != -1:
+        i = (i + 1) & mask
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _insert(keys, values, n, key, value):
+    """Insert into the table, doubling it at half load; returns ``(keys, values)``."""
+    if 2 * (n + 1) > keys.size:
+        old_keys, old_values = keys, values
+        keys = np.full(2 * old_keys.size, -1, np.int64)
+        values = np.empty(2 * old_keys.size, np.int64)
+        for j in range(old_keys.size):
+            if old_keys[j] != -1:
+                i = _slot(keys, old_keys[j])
+                keys[i], values[i] = old_keys[j], old_values[j]
+    i = _slot(keys, key)
+    keys[i], values[i] = key, value
+    return keys, values
+
+
+@njit(cache=True, nogil=True)
 def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
     """Second pass of dimension 1: persistent cohomology of the non-apparent edges.
 
@@ -496,7 +617,8 @@ def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
     size = position.size
     span = np.int64(size) + order.size
     candidates = np.sort(candidates)
-    owners = Dict.empty(key_type=types.int64, value_type=types.int64)
+    owner_keys = np.full(1024, -1, np.int64)  # hash table: pivot square -> column
+    owner_columns = np.empty(1024, np.int64)
     column_start = np.zeros(64, np.int64)  # column j is pool[column_start[j]:column_start[j + 1]]
     pool = np.empty(1024, np.int64)
     pool_size = 0
@@ -522,22 +644,25 @@ def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
             if pivot < 0:
                 break
             # The column owning the pivot starts with it: add the rest of that column.
-            if pivot in owners:
-                owner = owners[pivot]
+            # An apparent pair (face, pivot) is recognised from the pivot's neighbourhood alone.
+            square_vertex = _vertex_at(padded_index, pivot // 12 // span, reverse)
+            face_low, face_axis, face_key = _latest_face_at(position, square_vertex, pivot, strides, span)
+            if face_key != key:
+                face_other = face_low if face_low != square_vertex else face_low + strides[face_axis]
+                coface, apparent = _earliest_coface_in_star(position, square_vertex, face_other, face_axis, strides, span)
+                if apparent and coface == pivot:
+                    for i in range(1, _coboundary(position, face_low, face_axis, strides, span, scratch)):
+                        heap = _heap_push(heap, length, scratch[i])
+                        length += 1
+                    continue
+            slot = _slot(owner_keys, pivot)
+            if owner_keys[slot] == pivot:
+                owner = owner_columns[slot]
                 for i in range(column_start[owner] + 1, column_start[owner + 1]):
                     heap = _heap_push(heap, length, pool[i])
                     length += 1
                 continue
-            square_vertex = _vertex_at(padded_index, pivot // 12 // span, reverse)
-            face_low, face_axis, face_key = _latest_face_at(position, square_vertex, pivot, strides, span)
-            if face_key != key:
-                m = _coboundary(position, face_low, face_axis, strides, span, scratch)
-                if m > 0 and scratch[0] == pivot:  # apparent pair (face, pivot)
-                    for i in range(1, m):
-                        heap = _heap_push(heap, length, scratch[i])
-                        length += 1
-                    continue
-            owners[pivot] = n_columns
+            owner_keys, owner_columns = _insert(owner_keys, owner_columns, n_columns, pivot, n_columns)
             pool = _append(pool, pool_size, pivot)
             pool_size += 1
             while True:
@@ -588,17 +713,16 @@ def sweep(x, prepared, shape, full, reverse, edge_marks):
     sweep on face neighbours records the clearing marks of the middle dimension.
     """
     order, padded_index, forward, backward = prepared
-    corner_neighbours = full != reverse
-    marks = np.zeros(0, np.uint8) if corner_neighbours else edge_marks
-    offsets = neighbour_offsets(shape, corner_neighbours)
-    return merge_components(x, order, padded_index, backward if reverse else forward, offsets, reverse, marks)
+    corners = full != reverse
+    marks = np.zeros(0, np.uint8) if corners else edge_marks
+    return merge_components(x, order, padded_index, backward if reverse else forward, shape, corners, reverse, marks)
 
 
 @njit(cache=True, nogil=True)
-def middle_candidates(x, prepared, shape, full, edge_marks, z_start, z_stop):
+def middle_candidates(prepared, shape, full, edge_marks, z_start, z_stop):
     """:func:`classify_edges` on the sweep that carries the middle dimension."""
     order, padded_index, forward, backward = prepared
-    return classify_edges(x, order, backward if full else forward, shape, full, edge_marks, z_start, z_stop)
+    return classify_edges(backward if full else forward, shape, order.size, edge_marks, z_start, z_stop)
 
 
 @njit(cache=True, nogil=True)
@@ -659,12 +783,8 @@ def image_pairs(x, shape, full, maxdim):
         births_top, deaths_top = sweep(x, prepared, shape, full, True, edge_marks)
     births1 = deaths1 = np.zeros(0, np.int64)
     if needs_middle(shape, maxdim):
-        candidates, apparent_births, apparent_deaths = middle_candidates(
-            x, prepared, shape, full, edge_marks, 0, shape[0] + 2
-        )
-        reduced_births, reduced_deaths = middle_reduction(x, prepared, shape, full, candidates)
-        births1 = np.concatenate((apparent_births, reduced_births))
-        deaths1 = np.concatenate((apparent_deaths, reduced_deaths))
+        candidates = middle_candidates(prepared, shape, full, edge_marks, 0, shape[0] + 2)
+        births1, deaths1 = middle_reduction(x, prepared, shape, full, candidates)
     return assemble(prepared[0], shape, maxdim, births0, deaths0, births1, deaths1, births_top, deaths_top)
 
 
@@ -731,13 +851,11 @@ def _image_pairs_parallel(x: np.ndarray, shape: tuple[int, int, int], full: bool
         (top if full else dim0).result()  # the clearing marks
         bounds = np.linspace(0, shape[0] + 2, 2 * workers + 1).astype(int)
         slabs = [
-            pool.submit(middle_candidates, x, prepared, shape, full, edge_marks, int(a), int(b))
+            pool.submit(middle_candidates, prepared, shape, full, edge_marks, int(a), int(b))
             for a, b in zip(bounds[:-1], bounds[1:])
         ]
-        parts = [slab.result() for slab in slabs]
-        reduced = middle_reduction(x, prepared, shape, full, np.concatenate([part[0] for part in parts]))
-        births1 = np.concatenate([part[1] for part in parts] + [reduced[0]])
-        deaths1 = np.concatenate([part[2] for part in parts] + [reduced[1]])
+        candidates = np.concatenate([slab.result() for slab in slabs])
+        births1, deaths1 = middle_reduction(x, prepared, shape, full, candidates)
     births0, deaths0 = dim0.result()
     births_top, deaths_top = top.result() if top is not None else (np.zeros(0, np.int64),) * 2
     return assemble(prepared[0], shape, maxdim, births0, deaths0, births1, deaths1, births_top, deaths_top)

@@ -1,0 +1,297 @@
+"""Persistent homology with critical cells: monai_topo against gudhi and CubicalRipser, in one process.
+
+Times, side by side, on the same probability maps:
+
+- ``gudhi``: ``gudhi.CubicalComplex(top_dimensional_cells=-x)`` + ``compute_persistence`` +
+  ``cofaces_of_persistence_pairs``, one image at a time (the critical cells, as we need them);
+- ``cripser``: ``cripser.computePH_T(-x, location="yes")``, one image at a time;
+- ``monai_topo.ph.batch_persistence`` on the whole ``(B, 1, *spatial)`` batch with each backend
+  and with ``"auto"`` (diagram objects with differentiable births/deaths included).
+
+Connectivity ``"full"`` (T-construction) throughout, all homology dimensions. Each workload is a
+"noisy" map (a smooth ring/torus plus spatially correlated noise: thousands of bars) and a
+"clean" one (the smooth shape alone, with plateaus at 0 and 1). Every engine is warmed up first
+(numba loads or compiles its kernels on the first call; that time is reported separately).
+Cells are medians of ``--repeats`` runs, one run where a run exceeds ``SLOW_RUN_S``.
+
+Peak memory (3D workloads): growth of the resident set size above its value before the call,
+sampled every millisecond from ``/proc/self/statm`` by a thread while the engine runs (all
+engines release the GIL; free heap memory is returned to the system with ``malloc_trim``
+before each measurement). It counts what C++ and numba allocate, which ``tracemalloc`` cannot see.
+
+Usage::
+
+    python benchmarks/bench_ph.py                  # default size (about 5 minutes on 2 cores)
+    python benchmarks/bench_ph.py --size full      # the issue's full list (about 25 minutes)
+    python benchmarks/bench_ph.py --size smoke     # seconds; what CI runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import cripser
+import gudhi
+import numpy as np
+import torch
+from scipy import ndimage
+
+from monai_topo.ph import batch_persistence, unionfind
+
+# (name, batch shape (B, *spatial)); dims 0..ndim-1 are computed.
+SIZES = {
+    "smoke": [("2D", (6, 24, 24)), ("3D", (1, 10, 14, 12))],
+    "default": [("2D", (100, 80, 80)), ("2D", (16, 256, 256)), ("3D", (1, 64, 128, 128))],
+    "full": [
+        ("2D", (100, 80, 80)),
+        ("2D", (16, 256, 256)),
+        ("2D", (16, 512, 512)),
+        ("3D", (1, 64, 128, 128)),
+        ("3D", (1, 96, 240, 256)),
+    ],
+}
+MAPS = ("noisy", "clean")
+API_BACKENDS = ("gudhi", "cripser", "unionfind", "auto")
+SLOW_RUN_S = 20.0
+
+
+def probability_maps(batch_shape: Sequence[int], noisy: bool, seed: int = 0) -> np.ndarray:
+    """A float32 stack of smooth rings (2D) / tori (3D), with correlated noise when ``noisy``.
+
+    Examples
+    --------
+    >>> probability_maps((2, 16, 16), noisy=True).shape
+    (2, 16, 16)
+    """
+    rng = np.random.default_rng(seed)
+    n, *spatial = batch_shape
+    grids = np.meshgrid(*[np.linspace(-1, 1, s) for s in spatial], indexing="ij")
+    in_plane = np.hypot(grids[-2], grids[-1])
+    # Distance to a circle of radius 0.55 in the last two axes (a torus in 3D).
+    distance = np.hypot(in_plane - 0.55, grids[0]) if len(spatial) == 3 else np.abs(in_plane - 0.55)
+    shape = 1 / (1 + np.exp((distance - 0.2) / 0.03))
+    maps = np.empty((n, *spatial), np.float32)
+    for i in range(n):
+        item = shape
+        if noisy:
+            noise = ndimage.gaussian_filter(rng.standard_normal(spatial), sigma=2)
+            item = shape + 0.3 * noise / noise.std()
+        maps[i] = np.clip(item, 0, 1)
+    return maps
+
+
+def gudhi_one_at_a_time(maps: np.ndarray) -> int:
+    bars = 0
+    for image in maps:
+        complex_ = gudhi.CubicalComplex(top_dimensional_cells=np.negative(image, dtype=np.float64))
+        complex_.compute_persistence(homology_coeff_field=2, min_persistence=0)
+        regular, essential = complex_.cofaces_of_persistence_pairs()
+        bars += sum(len(pairs) for pairs in regular) + sum(len(cells) for cells in essential)
+    return bars
+
+
+def cripser_one_at_a_time(maps: np.ndarray) -> int:
+    bars = 0
+    for image in maps:
+        bars += len(cripser.computePH_T(np.negative(image, dtype=np.float64), maxdim=image.ndim - 1, location="yes"))
+    return bars
+
+
+def api(backend: str) -> Callable[[np.ndarray], int]:
+    def run(maps: np.ndarray) -> int:
+        diagrams = batch_persistence(torch.from_numpy(maps)[:, None], backend=backend)
+        return sum(len(item[0]) for item in diagrams)
+
+    run.__name__ = f"batch_persistence[{backend}]"
+    return run
+
+
+ENGINES: dict[str, Callable[[np.ndarray], int]] = {
+    "gudhi": gudhi_one_at_a_time,
+    "cripser": cripser_one_at_a_time,
+    **{f"api:{backend}": api(backend) for backend in API_BACKENDS},
+}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory_mb(run: Callable[[], object]) -> float:
+    """Peak growth of the resident set (MB) while ``run()`` executes; NaN where /proc is missing."""
+    if not os.path.exists("/proc/self/statm"):
+        return float("nan")
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    baseline = _rss_bytes()
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        run()
+    finally:
+        done.set()
+        sampler.join()
+    return (max(peak[0], _rss_bytes()) - baseline) / 2**20
+
+
+def median_time(run: Callable[[], object], repeats: int) -> tuple[float, int]:
+    """Median wall time of up to ``repeats`` runs (a single one when a run exceeds ``SLOW_RUN_S``)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+        if times[-1] > SLOW_RUN_S:
+            break
+    return statistics.median(times), len(times)
+
+
+def warm_up() -> dict[str, float]:
+    """Run every engine once on tiny 2D and 3D inputs; returns the seconds of each first call."""
+    first_call = {}
+    for name, engine in ENGINES.items():
+        start = time.perf_counter()
+        for shape in ((2, 9, 9), (1, 5, 6, 7)):
+            engine(probability_maps(shape, noisy=True))
+        first_call[name] = time.perf_counter() - start
+    stage_times(probability_maps((1, 5, 6, 7), noisy=True)[0])
+    return first_call
+
+
+def stage_times(volume: np.ndarray) -> dict[str, float]:
+    """Seconds of each serial stage of the union-find engine on one 3D volume ("full"), and of numpy.argsort."""
+    x = volume.reshape(-1)
+    shape = volume.shape
+    timings = {}
+
+    def timed(name: str, function: Callable, *args):
+        start = time.perf_counter()
+        result = function(*args)
+        timings[name] = time.perf_counter() - start
+        return result
+
+    timed("numpy.argsort", np.argsort, x)
+    order = timed("sort (radix)", unionfind.descending_order, x)
+    prepared = (order, *timed("positions", unionfind.padded_positions, order, shape))
+    marks = unionfind.new_edge_marks(prepared[2], shape, 2)
+    timed("union-find dim 0", unionfind.sweep, x, prepared, shape, True, False, marks)
+    timed("union-find dim 2 (dual)", unionfind.sweep, x, prepared, shape, True, True, marks)
+    candidates = timed("dim 1 apparent pairs", unionfind.middle_candidates, prepared, shape, True, marks, 0, shape[0] + 2)
+    timed("dim 1 reduction", unionfind.middle_reduction, x, prepared, shape, True, candidates)
+    timings["columns reduced"] = float(len(candidates))
+    return timings
+
+
+def run_benchmark(size: str, repeats: int, memory: bool) -> dict:
+    """Time every engine on every workload of ``size``; returns rows of plain numbers."""
+    results = {"first_call": warm_up(), "rows": [], "stages": []}
+    for kind, batch_shape in SIZES[size]:
+        for noisy in (True, False):
+            maps = probability_maps(batch_shape, noisy)
+            row = {"workload": f"{kind} {'×'.join(map(str, batch_shape))}", "map": MAPS[0] if noisy else MAPS[1]}
+            row["bars"] = statistics.median(len(d[0]) for d in batch_persistence(torch.from_numpy(maps)[:, None]))
+            for name, engine in ENGINES.items():
+                row[name], row[f"{name} runs"] = median_time(lambda: engine(maps), repeats)
+                if memory and kind == "3D" and name in ("gudhi", "cripser", "api:auto"):
+                    row[f"{name} MB"] = peak_memory_mb(lambda: engine(maps))
+            results["rows"].append(row)
+            if kind == "3D":
+                results["stages"].append({"workload": row["workload"], "map": row["map"], **stage_times(maps[0])})
+            print(f"done: {row['workload']} {row['map']}", file=sys.stderr, flush=True)
+    return results
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def markdown(results: dict) -> str:
+    """The results as markdown tables."""
+    rows = results["rows"]
+    names = list(ENGINES)
+    lines = [
+        "| workload | map | bars/img | " + " | ".join(names) + " | auto vs gudhi | auto / cripser | min runs |",
+        "|---|---|---:|" + "---:|" * len(names) + "---:|---:|---:|",
+    ]
+    for row in rows:
+        cells = [_seconds(row[name]) for name in names]
+        runs = min(row[f"{name} runs"] for name in names)
+        lines.append(
+            f"| {row['workload']} | {row['map']} | {row['bars']:.0f} | " + " | ".join(cells)
+            + f" | {row['gudhi'] / row['api:auto']:.1f}× | {row['api:auto'] / row['cripser']:.2f} | {runs} |"
+        )
+    memory_rows = [row for row in rows if "api:auto MB" in row]
+    if memory_rows:
+        lines += ["", "Peak RSS growth during the call (MB):", "",
+                  "| workload | map | gudhi | cripser | auto |", "|---|---|---:|---:|---:|"]
+        lines += [
+            f"| {row['workload']} | {row['map']} | {row['gudhi MB']:.0f} | {row['cripser MB']:.0f} | {row['api:auto MB']:.0f} |"
+            for row in memory_rows
+        ]
+    if results["stages"]:
+        stage_names = [k for k in results["stages"][0] if k not in ("workload", "map", "columns reduced")]
+        lines += ["", "Union-find engine, one thread, stage by stage (s), against numpy.argsort of the volume:", "",
+                  "| workload | map | " + " | ".join(stage_names) + " | stages total | columns reduced |",
+                  "|---|---|" + "---:|" * (len(stage_names) + 2)]
+        for stage in results["stages"]:
+            total = sum(stage[k] for k in stage_names if k != "numpy.argsort")
+            lines.append(
+                f"| {stage['workload']} | {stage['map']} | " + " | ".join(_seconds(stage[k]) for k in stage_names)
+                + f" | {_seconds(total)} | {stage['columns reduced']:.0f} |"
+            )
+    first = results["first_call"]
+    lines += ["", "First call (numba cache load or compile, libraries' setup), excluded above (s): "
+              + ", ".join(f"{name} {first[name]:.2f}" for name in names)]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """CPU model and core count, for the record."""
+    model = platform.processor() or "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores available, torch {torch.__version__}, gudhi {gudhi.__version__}, cripser {cripser.__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the benchmark from the command line; returns the results."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=list(SIZES), default="default")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell (median)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs of the 3D workloads")
+    parser.add_argument("--out", help="also write the markdown tables to this file")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    results = run_benchmark(args.size, args.repeats, memory=not args.no_memory)
+    report = f"Machine: {machine()}\n\n{markdown(results)}\n"
+    print(report)
+    if args.out:
+        with open(args.out, "w") as out:
+            out.write(report)
+    return results
+
+
+if __name__ == "__main__":
+    main()
