@@ -108,22 +108,21 @@ def test_inference_keeps_the_affine_of_each_input(trained_bundle, tmp_path):
         assert set(np.unique(np.asarray(output.dataobj))) <= {0, 1}
 
 
-def test_cardiac_inference_segments_a_3d_stack_slice_by_slice(trained_bundle, tmp_path):
+def test_inference_on_a_folder_keeps_an_oblique_affine(trained_bundle, tmp_path):
+    """A volume with a rotated, shifted affine; for the cardiac bundle a 3D stack, segmented slice by slice."""
     name, root = trained_bundle
-    if name != CARDIAC:
-        pytest.skip("slice-by-slice inference is the cardiac bundle's")
-    slices = [nib.load(p).get_fdata() for p in sorted((root / "dataset" / "images").glob("test_*.nii.gz"))]
-    stack = np.stack(slices + slices[:1], axis=-1).astype(np.float32)  # three short-axis slices
+    images = [nib.load(p).get_fdata() for p in sorted((root / "dataset" / "images").glob("test_*.nii.gz"))]
+    # cardiac: three short-axis slices stacked along the last axis
+    volume = (np.stack(images + images[:1], axis=-1) if name == CARDIAC else images[0]).astype(np.float32)
     affine = np.array([[0, -1.5, 0, 10], [1.5, 0, 0, -20], [0, 0, 8, 5], [0, 0, 0, 1]], float)
     (tmp_path / "in").mkdir()
-    nib.save(nib.Nifti1Image(stack, affine), tmp_path / "in" / "stack.nii.gz")
+    nib.save(nib.Nifti1Image(volume, affine), tmp_path / "in" / "case.nii.gz")
     for postprocess in (False, True):
         out = tmp_path / f"out_{postprocess}"
         run_workflow(root, ["inference.json"], "inference", input_dir=str(tmp_path / "in"), output_dir=str(out),
-                     postprocess=postprocess, refine_args={"iterations": 1, "sigmoid": True},
-                     **TINY_DATA[name])
-        result = nib.load(out / "stack_seg.nii.gz")
-        assert result.shape == stack.shape
+                     postprocess=postprocess, refine_args={"iterations": 1, "sigmoid": True}, **TINY_DATA[name])
+        result = nib.load(out / "case_seg.nii.gz")
+        assert result.shape == volume.shape
         np.testing.assert_allclose(result.affine, affine)
 
 
