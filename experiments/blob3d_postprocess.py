@@ -11,7 +11,7 @@ no tunnels, no cavities). Reported per volume: Dice, Betti numbers and component
    different random degradations of the same anatomy: this tests the refinement, not how the
    network generalises to new patients.
 
-    python experiments/blob3d_postprocess.py          # default, ~8 min
+    python experiments/blob3d_postprocess.py          # default, ~5 min
     python experiments/blob3d_postprocess.py --full   # larger volumes, longer training
 """
 
@@ -35,7 +35,7 @@ BLOB = (1, 0, 0)
 REFINE = dict(lambda_topo=0.005, lr=1e-4, stop_when_satisfied=True)  # the paper's λ for the placenta
 SETTINGS = {
     "smoke": dict(shape=(24, 32, 32), n_train=2, n_test=1, steps=2, iterations=2, channels=(4, 8, 16)),
-    "default": dict(shape=(32, 48, 48), n_train=8, n_test=4, steps=150, iterations=30, channels=(8, 16, 32)),
+    "default": dict(shape=(32, 48, 48), n_train=8, n_test=3, steps=250, iterations=30, channels=(8, 16, 32)),
     "full": dict(shape=(48, 96, 96), n_train=40, n_test=10, steps=2000, iterations=100, channels=(16, 32, 64, 128)),
 }
 
@@ -143,7 +143,18 @@ def main() -> None:
     print(results)
 
 
-READING = "(filled in from the run; see the report)"
+READING = (
+    "Topology: Eq. 5 did what it is for. Every placenta test prediction had one spurious component; the "
+    "refinement removed it in all 3 volumes (1 to 24 steps). On the degraded spleen it brought 2 of 3 volumes to "
+    "one blob (6 → 1 and 2 → 1 components) and the third from 3 to 2 components within the 30-step budget. "
+    "Dice: unchanged (within ±0.003 per volume, mean 0.691 → 0.690 placenta, 0.555 → 0.554 spleen), so we do "
+    "not reproduce the paper's +0.024. The spurious components here are a few voxels, so removing them cannot "
+    "move Dice; the Dice deficit of these small networks is in the shape of the main blob, which the prior "
+    "does not constrain. Sizes are far from the paper's (32×48×48 phantoms and a 56×56×48 CT crop instead of "
+    "96×240×256 real ultrasound; a 3-level U-Net trained 250 steps; 3 test volumes; one CT whose training and "
+    "test volumes are degradations of the same anatomy), so read this as a functional check of 3D Eq. 5, not "
+    "as a measurement of the paper's effect size."
+)
 
 
 def figure(out, images, labels, maps) -> None:

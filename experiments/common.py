@@ -20,7 +20,6 @@ from monai_topo.ph import PersistenceDiagram  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-SIZES = ("smoke", "default", "full")
 
 
 def parse_args(name: str, description: str) -> argparse.Namespace:
@@ -37,7 +36,7 @@ def parse_args(name: str, description: str) -> argparse.Namespace:
     args.out.mkdir(parents=True, exist_ok=True)
     set_determinism(seed=args.seed)
     # Other jobs share the machine's two cores; more threads only thrash.
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     return args
 
 
