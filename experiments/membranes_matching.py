@@ -6,7 +6,7 @@ number of steps with each of: Dice only; Dice + λ·:class:`monai_topo.losses.Pe
 the other 5 slices: Dice of the membrane, variation of information (VOI) of the cells (connected
 components of the background) and the Betti error on non-overlapping 64×64 patches.
 
-    python experiments/membranes_matching.py          # default, ~8 min
+    python experiments/membranes_matching.py          # default, ~4 min
     python experiments/membranes_matching.py --full   # whole test slices, longer training
 """
 
@@ -38,7 +38,7 @@ from monai_topo.metrics import compute_betti_error, compute_variation_of_informa
 PATCH = 64
 SETTINGS = {
     "smoke": dict(crop=PATCH, pretrain=2, steps=1, region=64, n_train=2, channels=(4, 8, 16)),
-    "default": dict(crop=PATCH, pretrain=300, steps=100, region=256, n_train=15, channels=(16, 32, 64)),
+    "default": dict(crop=PATCH, pretrain=400, steps=150, region=256, n_train=15, channels=(16, 32, 64)),
     "full": dict(crop=PATCH, pretrain=3000, steps=1000, region=512, n_train=15, channels=(32, 64, 128, 256)),
 }
 LAMBDA = 0.01
@@ -142,7 +142,16 @@ def main() -> None:
     write_results(args.out, "Membranes: Dice vs diagram matching vs clDice", sections, started)
 
 
-READING = "(filled in from the run; see the report)"
+READING = (
+    "Same direction as the paper, small effect: adding the matching loss for 150 steps lowered the patch Betti "
+    "error (2.27 → 1.86 per 64² patch) and the VOI of the cells (1.448 → 1.377 nats) for 1 point of Dice "
+    "(66.9 → 65.9 %). The Betti-error gap is about one standard error of either mean (over 80 patches), so at "
+    "this size it is suggestive, not established. SoftDiceclDice matched the VOI gain (1.384) but not the "
+    "Betti-error gain (2.40). Size is far from the paper's: a 3-level U-Net (16-32-64) trained 400 + 150 "
+    "steps on 64² crops, tested on the centre 256² of 5 slices, one seed, single λ = 0.01 (no sweep); "
+    "absolute values are not comparable with Hu et al.'s table, which used full training and their own "
+    "evaluation protocol."
+)
 
 
 def figure(out, images, labels, results) -> None:
