@@ -8,7 +8,7 @@ KeepLargestConnectedComponent + FillHoles; MONAI SoftDiceclDiceLoss; ours semi-s
 (Eq. 6, :class:`monai_topo.engines.SemiSupervisedTrainer` with a (1, 1) prior on the unlabelled
 frames); ours post-processing (Eq. 5, :func:`monai_topo.transforms.refine_with_topology`).
 
-    python experiments/myocardium_semisupervised.py          # default: 2 m values × 3 folds, ~10 min
+    python experiments/myocardium_semisupervised.py          # default: 2 m values × 3 folds, ~15 min
     python experiments/myocardium_semisupervised.py --full   # longer training, all unlabelled frames
 """
 
@@ -41,8 +41,8 @@ RING = (1, 1)
 CROP = 80
 SETTINGS = {
     "smoke": dict(ms=(20,), folds=1, sup_epochs=1, cont_epochs=1, unlabelled=8, iterations=2, channels=(4, 8, 16, 32)),
-    "default": dict(ms=(20, 60), folds=3, sup_epochs=30, cont_epochs=10, unlabelled=60, iterations=50,
-                    channels=(8, 16, 32, 64)),
+    "default": dict(ms=(20, 60), folds=3, sup_epochs=40, cont_epochs=10, unlabelled=30, iterations=40,
+                    channels=(8, 16, 32)),
     "full": dict(ms=(20, 60), folds=3, sup_epochs=200, cont_epochs=100, unlabelled=None, iterations=100,
                  channels=(16, 32, 64, 128)),
 }
@@ -207,7 +207,23 @@ def main() -> None:
     write_results(args.out, "Myocardium: ring prior, semi-supervised and post-processing", sections, started)
 
 
-READING = "(filled in from the run; see the report)"
+READING = (
+    "Not a reproduction of Table 2's numbers: our supervised networks are weak (Dice 44-46 % against the paper's "
+    "67.9 %; 18 labelled slices from 2 patients per fold, a 3-level U-Net trained 40 epochs on 2 CPU cores) and "
+    "their masks are almost never rings (0-7 % correct against the paper's 42 %). Within that, the prior "
+    "behaves as the paper says it should, with a price in Dice: the semi-supervised term (Eq. 6) lifted "
+    "topological correctness from 7.5 % ('supervised, longer', the fair reference trained as long) to 22-25 % "
+    "at m = 20, with Dice 46.8 % at the paper's λ = 0.01 (vs 48.1 %) and 41.9 % at λ = 0.1; at m = 60 from "
+    "4 % to 11-23 %, with Dice equal at λ = 0.01 and 5.6 points lower at λ = 0.1. The standard errors over "
+    "3 patient folds are wide (6-10 points), so these gains are indicative. Post-processing (Eq. 5 with the "
+    "paper's cardiac λ = 0.01, lr 1e-4, at most 40 steps) left Dice unchanged and fixed few slices (0 → 7.5 % "
+    "at m = 20, 7 → 14 % at m = 60): at this λ and step budget it is too weak for masks this far from a ring. "
+    "Morphological closing (disk 7) gave the most rings (64-67 %) but cost 5-6 Dice points; MONAI's "
+    "KeepLargestConnectedComponent + FillHoles fills the cavity (it turns rings into discs) and is the wrong "
+    "tool for a ring prior. SoftDiceclDice trained from scratch for 50 epochs collapsed to an all-foreground "
+    "mask (its Dice, 22.3 %, is exactly the all-foreground Dice of these crops), a failure of this short "
+    "schedule rather than a verdict on clDice."
+)
 
 
 def figure(out, iterations, m, images, labels, masks, net) -> None:
