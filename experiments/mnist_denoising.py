@@ -6,7 +6,7 @@ pairs per m; each test digit's reconstruction is then refined with Eq. 5
 (:func:`monai_topo.transforms.refine_with_topology`, λ = 0.02) under the Betti prior of its true
 class, and a small CNN trained on other, clean digits classifies the reconstructions.
 
-    python experiments/mnist_denoising.py            # default: 100 test digits per m, ~15 min
+    python experiments/mnist_denoising.py            # default: 150 test digits per m, ~15 min
     python experiments/mnist_denoising.py --full     # paper size: 1000 test digits per m
 """
 
@@ -35,7 +35,7 @@ PRIORS = {d: (1, 0) for d in (1, 2, 3, 4, 5, 7)} | {0: (1, 1), 6: (1, 1), 9: (1,
 SETTINGS = {
     #          test digits per m, classifier digits/steps, U-Net steps, sweep digits, m values
     "smoke": dict(n_test=3, n_clf=300, clf_steps=20, unet_steps=10, n_sweep=2, ms=(8,), iterations=2),
-    "default": dict(n_test=100, n_clf=3000, clf_steps=400, unet_steps=600, n_sweep=20, ms=(4, 6, 8, 10), iterations=50),
+    "default": dict(n_test=150, n_clf=3000, clf_steps=300, unet_steps=400, n_sweep=40, ms=(4, 6, 8, 10), iterations=30),
     "full": dict(n_test=1000, n_clf=3000, clf_steps=1500, unet_steps=2000, n_sweep=300, ms=(4, 6, 8, 10, 12),
                  iterations=100),
 }
@@ -44,7 +44,6 @@ MAIN = dict(lambda_topo=0.02, lr=1e-4, stop_when_satisfied=True)
 SWEEP_M = 8
 SWEEP = [
     dict(lambda_topo=0.02, lr=1e-5, stop_when_satisfied=False),  # the reference code's settings
-    dict(lambda_topo=0.02, lr=1e-4, stop_when_satisfied=True),
     dict(lambda_topo=0.02, lr=1e-3, stop_when_satisfied=True),
     dict(lambda_topo=0.02, lr=1e-3, stop_when_satisfied=False),
     dict(lambda_topo=0.2, lr=1e-4, stop_when_satisfied=True),
@@ -115,6 +114,8 @@ def main() -> None:
                      cfg["clf_steps"], batch_size=64, seed=args.seed)
     clean_test, test_labels = images[test_idx], labels[test_idx]
     clf_acc = (classify(clf, clean_test) == test_labels).mean()
+    # The class priors are not always true of the clean digits themselves (open 0s, looped 2s).
+    prior_holds = np.mean([topology_ok(c, PRIORS[int(y)]) for c, y in zip(clean_test, test_labels)])
 
     rows, sweep_rows, nets = [], [], {}
     for m in cfg["ms"]:
@@ -159,8 +160,9 @@ def main() -> None:
         f"(2-layer CNN) trained on {len(clf_idx)} other clean digits: {100 * clf_acc:.1f} % on the clean test digits, "
         f"paper 98.7 %). Eq. 5: λ = {MAIN['lambda_topo']}, Adam lr {MAIN['lr']}, at most {cfg['iterations']} steps, "
         "stopping once the thresholded output has the prior's Betti numbers. Priors from the true class: "
-        "1,2,3,4,5,7 → (1,0); 0,6,9 → (1,1); 8 → (1,2). McNemar: exact two-sided binomial test on the "
-        "discordant pairs (fixed = wrong → right, broken = right → wrong).",
+        "1,2,3,4,5,7 → (1,0); 0,6,9 → (1,1); 8 → (1,2); they hold for "
+        f"{100 * prior_holds:.1f} % of the clean test digits themselves (threshold 0.5, 8-connected). McNemar: exact "
+        "two-sided binomial test on the discordant pairs (fixed = wrong → right, broken = right → wrong).",
         "## Accuracy, MSE and topology with and without the prior\n\n" + table,
         "Paper (Table 1, 1000 digits, accuracy MSE-only → with prior): m=6 87.6 → 90.8 %; m=8 80.4 → 86.0 %; "
         "m=10 70.4 → 75.0 %; m=12 56.9 → 63.0 %.",
@@ -174,14 +176,20 @@ def main() -> None:
 
 
 READING = (
-    "Compare the columns honestly: the refinement makes far more reconstructions topologically correct, "
-    "but whether that moves the classifier depends on how much the pixels change. With early stopping "
-    "the smallest change that fixes the Betti numbers at threshold 0.5 is often a few pixels (a bridge "
-    "closed, a speck removed), which the classifier does not notice; larger learning rates or more "
-    "steps without stopping change more pixels and raise the MSE. Our data are the paper's kind "
-    "(MNIST, its corruption, 100 training pairs) but at a smaller size (fewer test digits, a smaller "
-    "U-Net and classifier trained for a few hundred steps on 2 CPU cores), so the baseline accuracies "
-    "differ from the paper's and the p-values are from fewer discordant pairs."
+    "Topology: reproduced. The refinement raised the share of reconstructions with the class's Betti numbers at "
+    "every m (63 → 79 %, 47 → 71 %, 27 → 67 %, 24 → 62 % for m = 4, 6, 8, 10; the clean digits themselves "
+    "satisfy the class prior only 79 % of the time, so 100 % is not the target), with the MSE slightly lower. "
+    "Accuracy: not reproduced. The classifier's accuracy moved by at most one digit per m (0-1 fixed, 0-1 "
+    "broken, McNemar p = 1), where the paper gained 3-6 points. The sweep at m = 8 shows why: the smallest "
+    "change that fixes the Betti numbers at threshold 0.5 is a few pixels (a speck removed, a gap closed), "
+    "which the classifier does not notice. Faster settings reach 95-98 % topological correctness in about 3 "
+    "steps (lr 1e-3, or λ = 0.2) for +1 net digit out of 40; the reference code's lr 1e-5 without stopping "
+    "fixes only 55 %; running on past the fix (lr 1e-3, no stopping) undoes part of it (62.5 %) and breaks a "
+    "digit. The main table's setting (λ = 0.02, lr 1e-4, ≤ 30 steps, stop) is weaker than the faster ones on "
+    "topology; we kept it because it was fixed before the run, and the sweep (on 40 digits only) is not a "
+    "licence to pick the best row. Differences from the paper: 150 instead of 1000 test digits, m = 12 not "
+    "run, a 3-level U-Net trained 400 steps (MSE ~0.09) and a classifier at 96.7 % instead of 98.7 %, 30 "
+    "instead of 100 refinement steps, all on 2 shared CPU cores."
 )
 
 
