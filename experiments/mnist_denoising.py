@@ -34,7 +34,7 @@ from monai_topo.transforms import corrupt_kspace_lines, refine_with_topology
 PRIORS = {d: (1, 0) for d in (1, 2, 3, 4, 5, 7)} | {0: (1, 1), 6: (1, 1), 9: (1, 1), 8: (1, 2)}
 SETTINGS = {
     #          test digits per m, classifier digits/steps, U-Net steps, sweep digits, m values
-    "smoke": dict(n_test=3, n_clf=300, clf_steps=20, unet_steps=10, n_sweep=2, ms=(8,), iterations=2),
+    "smoke": dict(n_test=3, n_clf=200, clf_steps=5, unet_steps=3, n_sweep=2, ms=(8,), iterations=2),
     "default": dict(n_test=150, n_clf=3000, clf_steps=300, unet_steps=400, n_sweep=40, ms=(4, 6, 8, 10), iterations=30),
     "full": dict(n_test=1000, n_clf=3000, clf_steps=1500, unet_steps=2000, n_sweep=300, ms=(4, 6, 8, 10, 12),
                  iterations=100),

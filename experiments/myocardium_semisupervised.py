@@ -40,7 +40,7 @@ from monai_topo.transforms import corrupt_kspace_lines, refine_with_topology
 RING = (1, 1)
 CROP = 80
 SETTINGS = {
-    "smoke": dict(ms=(20,), folds=1, sup_epochs=1, cont_epochs=1, unlabelled=8, iterations=2, channels=(4, 8, 16, 32)),
+    "smoke": dict(ms=(20,), folds=1, sup_epochs=1, cont_epochs=1, unlabelled=4, iterations=2, channels=(4, 8, 16)),
     "default": dict(ms=(20, 60), folds=3, sup_epochs=40, cont_epochs=10, unlabelled=30, iterations=40,
                     channels=(8, 16, 32)),
     "full": dict(ms=(20, 60), folds=3, sup_epochs=200, cont_epochs=100, unlabelled=None, iterations=100,
@@ -157,7 +157,7 @@ def main() -> None:
     args = parse_args("myocardium_semisupervised", __doc__.splitlines()[0])
     cfg = SETTINGS[args.size]
     started = time.perf_counter()
-    images, labels, patients, unlabelled = load(args.data, cfg["unlabelled"] if args.size != "smoke" else 4)
+    images, labels, patients, unlabelled = load(args.data, cfg["unlabelled"])
     people = sorted(set(patients))[: cfg["folds"]]
     sections = [
         f"Size: **{args.size}**. {len(images)} labelled slices with a ring mask from {len(set(patients))} patients "
