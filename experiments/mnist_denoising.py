@@ -6,7 +6,7 @@ pairs per m; each test digit's reconstruction is then refined with Eq. 5
 (:func:`monai_topo.transforms.refine_with_topology`, λ = 0.02) under the Betti prior of its true
 class, and a small CNN trained on other, clean digits classifies the reconstructions.
 
-    python experiments/mnist_denoising.py            # default: 150 test digits per m, ~15 min
+    python experiments/mnist_denoising.py            # default: 150 test digits per m, ~6 min
     python experiments/mnist_denoising.py --full     # paper size: 1000 test digits per m
 """
 

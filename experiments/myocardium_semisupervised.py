@@ -8,7 +8,7 @@ KeepLargestConnectedComponent + FillHoles; MONAI SoftDiceclDiceLoss; ours semi-s
 (Eq. 6, :class:`monai_topo.engines.SemiSupervisedTrainer` with a (1, 1) prior on the unlabelled
 frames); ours post-processing (Eq. 5, :func:`monai_topo.transforms.refine_with_topology`).
 
-    python experiments/myocardium_semisupervised.py          # default: 2 m values × 3 folds, ~15 min
+    python experiments/myocardium_semisupervised.py          # default: 2 m values × 3 folds, ~9 min
     python experiments/myocardium_semisupervised.py --full   # longer training, all unlabelled frames
 """
 
