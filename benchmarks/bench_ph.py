@@ -191,7 +191,7 @@ def stage_times(volume: np.ndarray) -> dict[str, float]:
 
     timed("numpy.argsort", np.argsort, x)
     order = timed("sort (radix)", unionfind.descending_order, x)
-    prepared = (order, *timed("positions", unionfind.padded_positions, order, shape))
+    prepared = (order, *timed("positions", unionfind.padded_positions, order, shape), np.int64(order[0]))
     marks = unionfind.new_edge_marks(prepared[2], shape, 2)
     timed("union-find dim 0", unionfind.sweep, x, prepared, shape, True, False, marks)
     timed("union-find dim 2 (dual)", unionfind.sweep, x, prepared, shape, True, True, marks)

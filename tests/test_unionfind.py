@@ -6,6 +6,9 @@ import gudhi
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
 from monai_topo.ph import batch_persistence, cubical_persistence, unionfind
@@ -66,15 +69,32 @@ def test_cube_dilation_matches_scipy(corners):
         assert np.array_equal(np.array([(got >> b) & 1 for b in range(27)], bool).reshape(3, 3, 3), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("connectivity", CONNECTIVITIES)
 @pytest.mark.parametrize(
     "shape, levels",
     [((13, 12, 11), None), ((12, 11, 13), 5), ((3, 17, 23), None), ((1, 15, 16), 4), ((31, 29), None), ((40, 1), 3)],
 )
-def test_larger_images_match_gudhi(shape, levels, connectivity):
-    # Bigger than the property tests: the middle dimension needs its reduction, not only apparent pairs.
+def test_larger_images_match_gudhi(shape, levels, connectivity, dtype):
+    # Bigger than the property tests: the middle dimension needs its reduction, not only apparent
+    # pairs. float32 images without a middle dimension take the sort-free path (packed keys).
     rng = np.random.default_rng(sum(shape))
-    x = rng.random(shape) if levels is None else rng.integers(0, levels, shape) / (levels - 1)
+    x = (rng.random(shape) if levels is None else rng.integers(0, levels, shape) / (levels - 1)).astype(dtype)
+    for maxdim in range(x.ndim):
+        assert _engine_bars(x, connectivity, maxdim) == _gudhi_bars(x, connectivity, maxdim)
+
+
+def _float32_images():
+    side = st.integers(1, 9)
+    shapes = st.one_of(st.tuples(side, side), st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 5)))
+    levels = st.sampled_from([0.0, -0.0, 0.25, 0.5, 1.0])  # ties, plateaus, and a negative zero
+    values = st.one_of(st.floats(0, 1, width=32), levels)
+    return shapes.flatmap(lambda shape: arrays(np.float32, shape, elements=values))
+
+
+@pytest.mark.parametrize("connectivity", CONNECTIVITIES)
+@given(x=_float32_images())
+def test_float32_images_match_gudhi(x, connectivity):
     for maxdim in range(x.ndim):
         assert _engine_bars(x, connectivity, maxdim) == _gudhi_bars(x, connectivity, maxdim)
 

@@ -120,8 +120,11 @@ def _diagrams(
         for a in (dims, birth_idx, death_idx, essential, global_births, global_deaths)
     )
     flat = items.reshape(-1)
-    births = flat[global_births]
-    deaths = torch.where(essential, torch.zeros((), dtype=items.dtype, device=items.device), flat[global_deaths])
+    # index_select rather than flat[index]: the advanced-indexing kernel hands even a few thousand
+    # elements to the thread pool, which costs milliseconds whenever the cores are busy.
+    births = flat.index_select(0, global_births)
+    zero = torch.zeros((), dtype=items.dtype, device=items.device)
+    deaths = torch.where(essential, zero, flat.index_select(0, global_deaths))
     sizes = np.bincount(item, minlength=n).tolist()
     columns = (torch.split(t, sizes) for t in (dims, births, deaths, birth_idx, death_idx, essential))
     spatial_shape = tuple(items.shape[1:])

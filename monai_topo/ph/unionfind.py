@@ -30,8 +30,9 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-NEVER = np.int32(np.iinfo(np.int32).max)
-MAX_VOXELS = int(np.iinfo(np.int32).max) - 1  # ranks and padded indices are int32
+NEVER = np.int64(np.iinfo(np.int64).max)
+LAST_KEY = NEVER - 1  # reverse position of a key: LAST_KEY - key
+MAX_VOXELS = int(np.iinfo(np.int32).max) - 1  # padded indices are int32
 _RADIX_BITS = 11
 _FIBONACCI = np.int64(-7046029254386353131)  # 2**64 / golden ratio, as int64: multiplicative hashing
 # Below this many voxels an image is not worth splitting over threads.
@@ -114,25 +115,71 @@ def padded_positions(order, shape):
 
     ``shape`` is ``(D, H, W)`` (``D == 1`` and no padding along it for a 2D image).
     Forward position: the rank, ``NEVER`` on the padding. Reverse position: ``n - 1 - rank``,
-    and ``index - size`` (negative, distinct, ordered) on the padding.
+    and ``index - size`` (negative, distinct, ordered) on the padding. Positions are int64 so
+    that the sweeps also run on :func:`key_positions`.
     """
     d, h, w = shape
     pad_z = 1 if d > 1 else 0
     pd, ph, pw = d + 2 * pad_z, h + 2, w + 2
     size = pd * ph * pw
     n = order.size
-    forward = np.full(size, NEVER, np.int32)
-    reverse = np.arange(size).astype(np.int32) - np.int32(size)
+    rank = np.empty(n, np.int32)
+    for i in range(n):
+        rank[order[i]] = i
+    forward = np.full(size, NEVER, np.int64)
+    reverse = np.arange(-size, 0)
     padded_index = np.empty(n, np.int32)
-    for rank in range(n):
-        v = order[rank]
-        z, rest = divmod(v, h * w)
-        y, x = divmod(rest, w)
-        p = ((z + pad_z) * ph + y + 1) * pw + x + 1
-        padded_index[rank] = p
-        forward[p] = rank
-        reverse[p] = n - 1 - rank
+    v = 0
+    for z in range(d):  # in memory order: no divisions, and two of the three writes are sequential
+        for y in range(h):
+            p = ((z + pad_z) * ph + y + 1) * pw + 1
+            for _ in range(w):
+                r = rank[v]
+                padded_index[r] = p
+                forward[p] = r
+                reverse[p] = n - 1 - r
+                p += 1
+                v += 1
     return padded_index, forward, reverse
+
+
+@njit(cache=True, nogil=True)
+def key_positions(x, shape):
+    """Positions without sorting: ``(value order, flat index)`` packed in one int64.
+
+    For float32 values >= 0 the bits order like the values, so ``(0x7FFFFFFF - bits) << 32 | index``
+    sorts exactly as the ranks do and compares in one instruction. Returns
+    ``(done, forward, reverse, essential voxel)``, the positions as in :func:`padded_positions`
+    (reverse: ``LAST_KEY - key``); ``done`` is false when a value is negative or the image is
+    float64 (then use the ranks).
+    """
+    failed = (False, np.zeros(0, np.int64), np.zeros(0, np.int64), np.int64(-1))
+    if x.itemsize != 4:
+        return failed
+    bits = x.view(np.uint32)
+    d, h, w = shape
+    pad_z = 1 if d > 1 else 0
+    size = (d + 2 * pad_z) * (h + 2) * (w + 2)
+    forward = np.full(size, NEVER, np.int64)
+    reverse = np.arange(-size, 0)
+    first = NEVER
+    v = 0
+    for z in range(d):
+        for y in range(h):
+            p = ((z + pad_z) * (h + 2) + y + 1) * (w + 2) + 1
+            for _ in range(w):
+                b = np.int64(bits[v])
+                if b == 0x80000000:  # -0.0 is 0.0
+                    b = 0
+                if b > 0x7FFFFFFF:
+                    return failed
+                key = (0x7FFFFFFF - b) << 32 | v
+                forward[p] = key
+                reverse[p] = LAST_KEY - key
+                first = min(first, key)
+                p += 1
+                v += 1
+    return True, forward, reverse, first & 0xFFFFFFFF
 
 
 # The 3x3x3 cube around a voxel as a 27-bit mask, bit (dz + 1) * 9 + (dy + 1) * 3 + (dx + 1); the
@@ -151,6 +198,8 @@ _FROM_Y_ABOVE = _cube_mask(lambda dz, dy, dx: dy < 1)
 _CENTRE = 13
 # Face neighbours in the order -z, +z, -y, +y, -x, +x: the direction codes of the edge marks.
 _FACE_BITS = np.array([4, 22, 10, 16, 12, 14], np.int64)
+_FACE_CODE = np.full(27, -1, np.int64)
+_FACE_CODE[_FACE_BITS] = np.arange(6)
 
 
 @njit(cache=True, nogil=True)
@@ -162,6 +211,30 @@ def _dilate(bits, corners):
         return (y_grown | (y_grown << 9) | (y_grown >> 9)) & _CUBE
     y_grown = ((bits << 3) & _FROM_Y_BELOW) | ((bits >> 3) & _FROM_Y_ABOVE)
     return (x_grown | y_grown | (bits << 9) | (bits >> 9)) & _CUBE
+
+
+def _plane_splits(corners: bool) -> np.ndarray:
+    """For each 3x3 in-plane mask of earlier neighbours: do the relevant ones fall apart in groups?"""
+    splits = np.zeros(512, np.bool_)
+    relevant_bits = [b for b in range(9) if b != 4 and (corners or b in (1, 3, 5, 7))]
+    for present in range(512):
+        present &= ~(1 << 4)
+        relevant = sum(1 << b for b in relevant_bits if present >> b & 1)
+        if relevant == 0:
+            continue
+        group = relevant & -relevant
+        while True:
+            cube_group = _dilate.py_func(group << 9, corners) >> 9 & 511
+            grown = cube_group & present
+            if grown == group:
+                break
+            group = grown
+        splits[present] = bool(relevant & ~group)
+    return splits
+
+
+# The saddle test of 2D images, tabulated: row 0 face (4-) neighbours, row 1 all 8.
+_PLANE_SPLITS = np.stack([_plane_splits(False), _plane_splits(True)])
 
 
 @njit(cache=True, nogil=True)
@@ -183,8 +256,21 @@ def cube_offsets(shape):
 
 @njit(cache=True, nogil=True)
 def _voxel(order, position, reverse):
-    """Flat index in the image of the voxel at a sweep position."""
+    """Flat index in the image of the voxel at a sweep position (``order`` empty: positions are keys)."""
+    if order.size == 0:
+        return (LAST_KEY - position if reverse else position) & 0xFFFFFFFF
     return order[order.size - 1 - position] if reverse else order[position]
+
+
+@njit(cache=True, nogil=True)
+def _padded_at(order, padded_index, shape, position, reverse):
+    """Padded index of the voxel at a sweep position."""
+    if order.size > 0:
+        return padded_index[order.size - 1 - position] if reverse else padded_index[position]
+    d, h, w = shape
+    z, rest = divmod(_voxel(order, position, reverse), h * w)
+    y, x = divmod(rest, w)
+    return ((z + (1 if d > 1 else 0)) * (h + 2) + y + 1) * (w + 2) + x + 1
 
 
 @njit(cache=True, nogil=True)
@@ -217,42 +303,52 @@ def ascend(position, shape, corners, ascent, edge_marks, z_start, z_stop):
     relevant_mask = 0
     for b in bits:
         relevant_mask |= 1 << b
+    plane_splits = _PLANE_SPLITS[1 if corners else 0]
     mark = edge_marks.size > 0
     candidates = np.empty(64, np.int64)
     n_candidates = 0
+    # A row at a time, neighbour by neighbour: long branch-free loops that the compiler vectorises.
+    row_present = np.empty(w, np.int64)
+    row_earliest = np.empty(w, np.int64)
+    row_bit = np.empty(w, np.int64)
     for z in range(max(z_start, 0), min(z_stop, d)):
         for y in range(h):
             row = ((z + pad_z) * (h + 2) + y + 1) * (w + 2) + 1
-            for xx in range(w):
-                p = row + xx
-                me = position[p]
-                present = 0
-                earliest = me
-                for b in corner_bits:
-                    q_position = position[p + offsets[b]]
-                    if q_position < me:
-                        present |= 1 << b
-                        if q_position < earliest and (relevant_mask >> b) & 1:
-                            earliest = q_position
-                            ascent[p] = p + offsets[b]
+            row_present[:] = 0
+            for b in corner_bits:
+                step = offsets[b]
+                for i in range(w):
+                    row_present[i] |= np.int64(position[row + i + step] < position[row + i]) << b
+            row_earliest[:] = position[row:row + w]
+            for b in bits:
+                step = offsets[b]
+                for i in range(w):
+                    q_position = position[row + i + step]
+                    row_bit[i] = b if q_position < row_earliest[i] else row_bit[i]
+                    row_earliest[i] = min(row_earliest[i], q_position)
+            for i in range(w):
+                p = row + i
+                present = row_present[i]
                 relevant = present & relevant_mask
                 if relevant == 0:
                     ascent[p] = p
                     continue
-                group = relevant & -relevant
-                while True:
-                    grown = _dilate(group, corners) & present
-                    if grown == group:
-                        break
-                    group = grown
-                if relevant & ~group:
-                    candidates = _append(candidates, n_candidates, me)
+                ascent[p] = p + offsets[row_bit[i]]
+                if d == 1:
+                    splits = plane_splits[(present >> 9) & 511]
+                else:
+                    group = relevant & -relevant
+                    while True:
+                        grown = _dilate(group, corners) & present
+                        if grown == group:
+                            break
+                        group = grown
+                    splits = (relevant & ~group) != 0
+                if splits:
+                    candidates = _append(candidates, n_candidates, position[p])
                     n_candidates += 1
                 elif mark:
-                    step = ascent[p] - p
-                    for k in range(face_bits.size):
-                        if offsets[face_bits[k]] == step:
-                            edge_marks[p] |= 1 << k
+                    edge_marks[p] |= 1 << _FACE_CODE[row_bit[i]]
     return candidates[:n_candidates]
 
 
@@ -277,7 +373,6 @@ def merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, 
     """
     offsets, corner_bits, face_bits = cube_offsets(shape)
     bits = corner_bits if corners else face_bits
-    n = order.size
     mark = edge_marks.size > 0
     outside_cell = 0  # a padding cell: present from the start in the reverse sweep
     births = np.empty(64, np.int64)
@@ -286,7 +381,7 @@ def merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, 
     earlier = np.empty(bits.size, np.int64)
     earlier_position = np.empty(bits.size, np.int64)
     for i in np.sort(candidates):
-        p = padded_index[n - 1 - i] if reverse else padded_index[i]
+        p = _padded_at(order, padded_index, shape, i, reverse)
         n_earlier = 0
         for k in range(bits.size):
             q_position = position[p + offsets[bits[k]]]
@@ -679,18 +774,27 @@ def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
 
 
 # --- drivers ----------------------------------------------------------------------------------
-# One image: ``prepare`` sorts, then two sweeps (dimension 0 forward, the top dimension backward)
-# and, for a 3D volume, the middle dimension on the sweep whose union-find used face edges:
-# the forward one for "face" (V-construction of x), the reverse one for "full" (V-construction
-# of the padded complement, which is the T-construction of x by duality).
+# One image: ``prepare`` lays out the positions, then two sweeps (dimension 0 forward, the top
+# dimension backward) and, for a 3D volume, the middle dimension on the sweep whose union-find
+# used face edges: the forward one for "face" (V-construction of x), the reverse one for "full"
+# (V-construction of the padded complement, which is the T-construction of x by duality).
 
 
 @njit(cache=True, nogil=True)
-def prepare(x, shape):
-    """Sort the image and lay out its positions: ``(order, padded_index, forward, reverse)``."""
+def prepare(x, shape, maxdim):
+    """Positions of one image: ``(order, padded_index, forward, reverse, essential voxel)``.
+
+    Sweeps alone compare positions, so float32 images use :func:`key_positions` (no sort; ``order``
+    and ``padded_index`` empty). The middle dimension packs ranks into its keys: it sorts.
+    """
+    no_ranks = np.zeros(0, np.int32)
+    if not needs_middle(shape, maxdim):
+        done, forward, reverse, essential = key_positions(x, shape)
+        if done:
+            return no_ranks, no_ranks, forward, reverse, essential
     order = descending_order(x)
     padded_index, forward, reverse = padded_positions(order, shape)
-    return order, padded_index, forward, reverse
+    return order, padded_index, forward, reverse, np.int64(order[0])
 
 
 @njit(cache=True, nogil=True)
@@ -712,7 +816,7 @@ def sweep(x, prepared, shape, full, reverse, edge_marks):
     The forward sweep uses the image's connectivity, the reverse one the dual connectivity; the
     sweep on face neighbours records the clearing marks of the middle dimension.
     """
-    order, padded_index, forward, backward = prepared
+    order, padded_index, forward, backward, _ = prepared
     corners = full != reverse
     marks = np.zeros(0, np.uint8) if corners else edge_marks
     return merge_components(x, order, padded_index, backward if reverse else forward, shape, corners, reverse, marks)
@@ -721,19 +825,19 @@ def sweep(x, prepared, shape, full, reverse, edge_marks):
 @njit(cache=True, nogil=True)
 def middle_candidates(prepared, shape, full, edge_marks, z_start, z_stop):
     """:func:`classify_edges` on the sweep that carries the middle dimension."""
-    order, padded_index, forward, backward = prepared
+    order, padded_index, forward, backward, _ = prepared
     return classify_edges(backward if full else forward, shape, order.size, edge_marks, z_start, z_stop)
 
 
 @njit(cache=True, nogil=True)
 def middle_reduction(x, prepared, shape, full, candidates):
     """:func:`reduce_middle` on the sweep that carries the middle dimension."""
-    order, padded_index, forward, backward = prepared
+    order, padded_index, forward, backward, _ = prepared
     return reduce_middle(x, order, padded_index, backward if full else forward, shape, full, candidates)
 
 
 @njit(cache=True, nogil=True)
-def assemble(order, shape, maxdim, births0, deaths0, births1, deaths1, births_top, deaths_top):
+def assemble(essential, shape, maxdim, births0, deaths0, births1, deaths1, births_top, deaths_top):
     """One table ``(dims, births, deaths)``: the essential bar, then dimensions 0, 1, 2.
 
     ``births1, deaths1`` are dimension 1 of a 3D volume (empty in 2D, where dimension 1 is the top).
@@ -745,7 +849,7 @@ def assemble(order, shape, maxdim, births0, deaths0, births1, deaths1, births_to
     dims = np.empty(total, np.int64)
     births = np.empty(total, np.int64)
     deaths = np.empty(total, np.int64)
-    dims[0], births[0], deaths[0] = 0, order[0], -1
+    dims[0], births[0], deaths[0] = 0, essential, -1
     k = 1
     for dim, dim_births, dim_deaths in ((0, births0, deaths0), (1, births1, deaths1), (top_dim, births_top, deaths_top)):
         dims[k:k + dim_births.size] = dim
@@ -775,7 +879,7 @@ def image_pairs(x, shape, full, maxdim):
     dims, births, deaths : int64 arrays
         Flat indices of the critical voxels (``deaths == -1`` for the essential bar), by dimension.
     """
-    prepared = prepare(x, shape)
+    prepared = prepare(x, shape, maxdim)
     edge_marks = new_edge_marks(prepared[2], shape, maxdim)
     births0, deaths0 = sweep(x, prepared, shape, full, False, edge_marks)
     births_top = deaths_top = np.zeros(0, np.int64)
@@ -785,7 +889,7 @@ def image_pairs(x, shape, full, maxdim):
     if needs_middle(shape, maxdim):
         candidates = middle_candidates(prepared, shape, full, edge_marks, 0, shape[0] + 2)
         births1, deaths1 = middle_reduction(x, prepared, shape, full, candidates)
-    return assemble(prepared[0], shape, maxdim, births0, deaths0, births1, deaths1, births_top, deaths_top)
+    return assemble(prepared[4], shape, maxdim, births0, deaths0, births1, deaths1, births_top, deaths_top)
 
 
 @njit(cache=True, nogil=True)
@@ -826,7 +930,7 @@ def images_pairs(images, start, stop, shape, full, maxdim):
 def _check_size(spatial_shape: tuple[int, ...]) -> None:
     n = int(np.prod(spatial_shape))
     padded = int(np.prod([s + 2 for s in spatial_shape]))
-    # Square keys hold about 24 n^2 (see the key layout above); positions are int32.
+    # Square keys hold about 24 n^2 (see the key layout above); padded indices are int32.
     if padded > MAX_VOXELS or 24 * (n + padded) ** 2 >= 2**63:
         raise ValueError(
             f"image of shape {spatial_shape} is too large for the 'unionfind' backend; use backend='cripser'."
@@ -839,7 +943,7 @@ def _image_pairs_parallel(x: np.ndarray, shape: tuple[int, int, int], full: bool
     The two sweeps run side by side; the first pass of the middle dimension is split into slabs
     once the clearing marks are ready; only the final reduction is sequential.
     """
-    prepared = prepare(x, shape)
+    prepared = prepare(x, shape, maxdim)
     edge_marks = new_edge_marks(prepared[2], shape, maxdim)
     middle = needs_middle(shape, maxdim)
     dim0 = pool.submit(sweep, x, prepared, shape, full, False, edge_marks)
@@ -858,7 +962,7 @@ def _image_pairs_parallel(x: np.ndarray, shape: tuple[int, int, int], full: bool
         births1, deaths1 = middle_reduction(x, prepared, shape, full, candidates)
     births0, deaths0 = dim0.result()
     births_top, deaths_top = top.result() if top is not None else (np.zeros(0, np.int64),) * 2
-    return assemble(prepared[0], shape, maxdim, births0, deaths0, births1, deaths1, births_top, deaths_top)
+    return assemble(prepared[4], shape, maxdim, births0, deaths0, births1, deaths1, births_top, deaths_top)
 
 
 def batch_pairs(images: np.ndarray, maxdim: int, full: bool, num_workers: int):
