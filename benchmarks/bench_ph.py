@@ -190,7 +190,8 @@ def stage_times(volume: np.ndarray) -> dict[str, float]:
         return result
 
     timed("numpy.argsort", np.argsort, x)
-    order = timed("sort (radix)", unionfind.descending_order, x)
+    ties = timed("plateau order", unionfind.plateau_order, x, shape, True)
+    order = timed("sort (radix)", unionfind.descending_order, x, ties)
     prepared = (order, *timed("positions", unionfind.padded_positions, order, shape), np.int64(order[0]))
     marks = unionfind.new_edge_marks(prepared[2], shape, 2)
     timed("union-find dim 0", unionfind.sweep, x, prepared, shape, True, False, marks)

@@ -50,7 +50,7 @@ def test_descending_order_is_a_stable_argsort(dtype):
     values = np.concatenate([rng.random(3000), rng.choice([0.0, -0.0, 0.5, 1.0, 1e-30, 3e38], 3000)]).astype(dtype)
     rng.shuffle(values)
     expected = np.argsort(-values, kind="stable")
-    order = unionfind.descending_order(values)
+    order = unionfind.descending_order(values, np.zeros(0, np.int32))
     # -0.0 and 0.0 are equal values: any order between them refines the filtration.
     np.testing.assert_array_equal(values[order], values[expected])
     same_value_runs = np.split(order, np.flatnonzero(np.diff(values[order]) != 0) + 1)
