@@ -1,0 +1,212 @@
+"""Losses, a training step and test-time refinement: what topology costs in training and inference.
+
+Times, in one process:
+
+- forward + backward of ``TopologicalPriorLoss`` and ``PersistenceMatchingLoss`` on a 2D batch and a
+  3D volume of noisy probability maps (``bench_ph.probability_maps``), next to topolosses'
+  ``HutopoLoss`` / ``BettiMatchingLoss`` where that package imports (it needs torchvision, which has no
+  CPU build for torch 2.13: the rows are skipped here and belong to a separate throw-away environment);
+- one training step of the cardiac bundle's 2D U-Net (its ``network_def``) on a batch: Dice only vs
+  Dice + λ·``TopologicalPriorLoss`` (λ = 0.01);
+- ``refine_with_topology`` (the engine of ``TopologicalPostprocessd``) per 2D slice and per 3D volume
+  until the prior holds, with the bundles' networks briefly trained on their phantoms;
+- peak resident-memory growth of the 3D loss calls (see ``bench_ph.peak_memory_mb``).
+
+Usage::
+
+    python benchmarks/bench_training.py                 # default size (a few minutes on 2 cores)
+    python benchmarks/bench_training.py --size full     # the issue's sizes (16×256×256, 96×240×256)
+    python benchmarks/bench_training.py --size smoke    # seconds; what CI runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from monai.losses import DiceLoss
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ph import machine, median_time, peak_memory_mb, probability_maps  # noqa: E402
+
+from monai_topo.data import myocardium_phantom, placenta_phantom  # noqa: E402
+from monai_topo.losses import PersistenceMatchingLoss, TopologicalPriorLoss  # noqa: E402
+from monai_topo.ph import betti_numbers  # noqa: E402
+from monai_topo.transforms import refine_with_topology  # noqa: E402
+
+BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+SIZES = {
+    "smoke": {"loss_2d": (2, 24, 24), "loss_3d": (1, 10, 12, 12), "step": (2, 32, 32), "slice": 32,
+              "volume": (24, 24, 24), "train_steps": 3, "refine_items": 1, "iterations": 3},
+    "default": {"loss_2d": (16, 256, 256), "loss_3d": (1, 64, 128, 128), "step": (16, 128, 128), "slice": 64,
+                "volume": (32, 48, 48), "train_steps": 150, "refine_items": 8, "iterations": 100},
+    "full": {"loss_2d": (16, 256, 256), "loss_3d": (1, 96, 240, 256), "step": (16, 128, 128), "slice": 64,
+             "volume": (32, 48, 48), "train_steps": 150, "refine_items": 8, "iterations": 100},
+}
+
+
+def topolosses_losses() -> dict:
+    """topolosses' losses where the package imports, else an empty dict (rows skipped)."""
+    try:
+        from topolosses.losses import BettiMatchingLoss, HutopoLoss
+    except Exception:  # noqa: BLE001 - any import failure means "not installable here"
+        return {}
+    return {"topolosses HutopoLoss": HutopoLoss(), "topolosses BettiMatchingLoss": BettiMatchingLoss()}
+
+
+def loss_rows(size: dict, repeats: int) -> list[dict]:
+    losses = {
+        "TopologicalPriorLoss": lambda ndim: TopologicalPriorLoss(prior=(1, 1) if ndim == 2 else (1, 0, 0)),
+        "PersistenceMatchingLoss": lambda ndim: PersistenceMatchingLoss(),
+    }
+    peers = topolosses_losses()
+    rows = []
+    for kind in ("loss_2d", "loss_3d"):
+        shape = size[kind]
+        maps = torch.from_numpy(probability_maps(shape, noisy=True))[:, None]
+        target = (torch.from_numpy(probability_maps(shape, noisy=True, seed=1))[:, None] >= 0.5).float()
+        ndim = len(shape) - 1
+        for name, make in losses.items():
+            loss_fn = make(ndim)
+
+            def step():
+                x = maps.clone().requires_grad_()
+                loss_fn(x, target).backward()
+
+            step()  # warm-up: numba kernels load on the first call
+            seconds, runs = median_time(step, repeats)
+            row = {"workload": "×".join(map(str, shape)), "loss": name, "seconds": seconds, "runs": runs}
+            if ndim == 3:
+                row["MB"] = peak_memory_mb(step)
+            rows.append(row)
+        for name in ("topolosses HutopoLoss", "topolosses BettiMatchingLoss"):
+            if name in peers:
+                seconds, runs = median_time(lambda: peers[name](maps.clone().requires_grad_(), target).backward(), repeats)
+                rows.append({"workload": "×".join(map(str, shape)), "loss": name, "seconds": seconds, "runs": runs})
+            else:
+                rows.append({"workload": "×".join(map(str, shape)), "loss": name, "seconds": None, "runs": 0})
+    return rows
+
+
+def bundle_network(bundle: str) -> torch.nn.Module:
+    """The ``network_def`` of a bundle's train.json, freshly initialised."""
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / bundle / "configs" / "train.json"))
+    return parser.get_parsed_content("network_def")
+
+
+def training_step_rows(size: dict, repeats: int) -> list[dict]:
+    torch.manual_seed(0)
+    net = bundle_network("cardiac_myocardium_topo")
+    optimiser = torch.optim.Adam(net.parameters(), 1e-3)
+    batch, height, width = size["step"]
+    images = torch.rand(batch, 1, height, width)
+    labels = (torch.rand(batch, 1, height, width) > 0.5).float()
+    dice = DiceLoss(sigmoid=True)
+    prior = TopologicalPriorLoss(prior=(1, 1), sigmoid=True)
+    rows = []
+    for name, with_topology in (("Dice only", False), ("Dice + 0.01·TopologicalPriorLoss", True)):
+        def step():
+            optimiser.zero_grad()
+            logits = net(images)
+            loss = dice(logits, labels)
+            if with_topology:
+                loss = loss + 0.01 * prior(logits)
+            loss.backward()
+            optimiser.step()
+
+        step()  # warm-up
+        seconds, runs = median_time(step, repeats)
+        rows.append({"step": name, "batch": f"{batch}×{height}×{width}", "seconds": seconds, "runs": runs})
+    return rows
+
+
+def _train_briefly(net, images, labels, steps):
+    torch.manual_seed(0)
+    optimiser = torch.optim.Adam(net.parameters(), 1e-3)
+    x, y = torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(labels))[:, None].float()
+    loss = DiceLoss(sigmoid=True)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        loss(net(x), y).backward()
+        optimiser.step()
+    return net.eval()
+
+
+def refinement_rows(size: dict) -> list[dict]:
+    """Seconds per item of refine_with_topology until the prior holds (or the iteration cap)."""
+    cases = {
+        "2D slice (cardiac U-Net)": ("cardiac_myocardium_topo", (1, 1), 0.01,
+                                     lambda k: myocardium_phantom(size["slice"], rng=k)),
+        "3D volume (placenta U-Net)": ("placenta_topo", (1, 0, 0), 0.005,
+                                       lambda k: placenta_phantom(size["volume"], rng=k)),
+    }
+    rows = []
+    for name, (bundle, prior, lambda_topo, make) in cases.items():
+        train = [make(k) for k in range(16)]
+        net = _train_briefly(bundle_network(bundle), [i for i, _ in train], [l for _, l in train], size["train_steps"])
+        seconds, iterations, fixed, wrong = [], [], 0, 0
+        for k in range(100, 100 + size["refine_items"]):
+            image, _ = make(k)
+            _, record = refine_with_topology(net, torch.from_numpy(image)[None], prior, lambda_topo=lambda_topo,
+                                             lr=1e-3, iterations=size["iterations"])
+            seconds.append(record["seconds"])
+            iterations.append(record["iterations"])
+            if not record["satisfied_before"]:
+                wrong += 1
+                fixed += record["satisfied_after"]
+        rows.append({"case": name, "items": len(seconds), "median s/item": statistics.median(seconds),
+                     "max s/item": max(seconds), "median iterations": statistics.median(iterations),
+                     "fixed": f"{fixed}/{wrong}"})
+    return rows
+
+
+def markdown(results: dict) -> str:
+    lines = ["Loss forward + backward (s, median):", "", "| workload | loss | s | runs | peak MB (3D) |",
+             "|---|---|---:|---:|---:|"]
+    for row in results["losses"]:
+        seconds = "skipped (not importable)" if row["seconds"] is None else f"{row['seconds']:.3f}"
+        memory = f"{row['MB']:.0f}" if "MB" in row else ""
+        lines.append(f"| {row['workload']} | {row['loss']} | {seconds} | {row['runs']} | {memory} |")
+    lines += ["", "Training step of the cardiac bundle's U-Net (s, median):", "", "| step | batch | s | runs |",
+              "|---|---|---:|---:|"]
+    lines += [f"| {r['step']} | {r['batch']} | {r['seconds']:.3f} | {r['runs']} |" for r in results["steps"]]
+    base, topo = (r["seconds"] for r in results["steps"])
+    lines += ["", f"Topology prior overhead per step: {topo / base:.2f}×", "",
+              "Test-time refinement until the prior holds (lr 1e-3, iteration cap as in the size):", "",
+              "| case | items | median s/item | max s/item | median iterations | fixed (of initially wrong) |",
+              "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['case']} | {r['items']} | {r['median s/item']:.2f} | {r['max s/item']:.2f} | "
+              f"{r['median iterations']:.0f} | {r['fixed']} |" for r in results["refinement"]]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the benchmark from the command line; returns the results."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=list(SIZES), default="default")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell (median)")
+    parser.add_argument("--out", help="also write the markdown tables to this file")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    size = SIZES[args.size]
+    start = time.perf_counter()
+    results = {"losses": loss_rows(size, args.repeats), "steps": training_step_rows(size, args.repeats),
+               "refinement": refinement_rows(size)}
+    report = f"Machine: {machine()}\n\n{markdown(results)}\n\n(total {time.perf_counter() - start:.0f} s)\n"
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report)
+    return results
+
+
+if __name__ == "__main__":
+    main()
