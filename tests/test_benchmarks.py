@@ -28,8 +28,10 @@ def test_bench_ph_smoke(tmp_path, capsys):
         assert all(row[name] > 0 for name in bench.ENGINES)
     assert all(np.isfinite(row["api:auto MB"]) for row in rows if row["workload"].startswith("3D"))
     assert len(results["stages"]) == 2
+    assert [row["mode"] for row in results["downsample"]] == ["max", "avg"] * 4
+    assert all(0 <= row["same betti"] <= 1 for row in results["downsample"])
     printed = capsys.readouterr().out
-    assert "| workload | map |" in printed and "auto vs gudhi" in printed
+    assert "| workload | map |" in printed and "auto vs gudhi" in printed and "pooled by 2" in printed
     assert out.read_text().strip() == printed.strip()
 
 

@@ -13,6 +13,7 @@ from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
 from monai_topo.ph import batch_persistence, betti_numbers, cubical_persistence
+from monai_topo.ph.downsample import downsampled_persistence, pool
 from shapes import KNOWN_SHAPES
 
 CONNECTIVITIES = ("full", "face")
@@ -251,3 +252,37 @@ def test_bad_batch_and_mask_input():
         betti_numbers(np.zeros(3, bool))
     with pytest.raises(ValueError, match="connectivity"):
         betti_numbers(np.zeros((3, 3), bool), connectivity="corner")
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_downsampled_persistence_pools_then_matches_batch_persistence(mode):
+    x = torch.rand(2, 1, 13, 10, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    pooled = pool(x, 2, mode)
+    assert pooled.shape == (2, 1, 7, 5)
+    dgms, reference = downsampled_persistence(x, 2, mode), batch_persistence(pooled)
+    for got, expected in zip(dgms, reference):
+        assert torch.equal(got[0].births, expected[0].births) and got[0].spatial_shape == (7, 5)
+    # Gradients reach the full-resolution map through the pooling, and only the second item.
+    dgms[1][0].lengths().sum().backward()
+    assert x.grad[0].abs().sum() == 0 and x.grad[1].abs().sum() > 0
+    if mode == "max":  # only window winners get a gradient
+        assert int((x.grad[1] != 0).sum()) <= 2 * len(dgms[1][0])
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_downsampling_keeps_the_topology_of_thick_shapes(mode):
+    for name in ("ring", "two_rings", "shell", "solid_torus"):
+        make, expected = KNOWN_SHAPES[name]
+        mask = torch.from_numpy(np.kron(make(), np.ones((2,) * make().ndim)).astype(np.float32))
+        assert downsampled_persistence(mask[None, None], 2, mode)[0][0].betti(0.5) == expected, name
+    x = torch.rand(1, 1, 6, 6)
+    assert downsampled_persistence(x, 1)[0][0].births.equal(batch_persistence(x)[0][0].births)
+
+
+def test_downsampling_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="factor"):
+        pool(torch.rand(1, 1, 4, 4), 0)
+    with pytest.raises(ValueError, match="mode"):
+        pool(torch.rand(1, 1, 4, 4), 2, "median")
+    with pytest.raises(ValueError, match="B, C"):
+        pool(torch.rand(4, 4), 2)

@@ -24,6 +24,7 @@ forward sweep (never present) and a negative number in the reverse sweep (presen
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -1070,11 +1071,18 @@ def batch_pairs(images: np.ndarray, maxdim: int, full: bool, num_workers: int):
     workers = max(1, min(num_workers, n)) if n >= num_workers or flat.shape[1] < _PARALLEL_IMAGE_SIZE else num_workers
     if workers == 1:
         return images_pairs(flat, 0, n, shape, full, maxdim)
-    with ThreadPoolExecutor(workers) as pool:
-        if n >= workers:
-            bounds = np.linspace(0, n, workers + 1).astype(int)
-            parts = list(pool.map(lambda a, b: images_pairs(flat, a, b, shape, full, maxdim), bounds[:-1], bounds[1:]))
-        else:
-            tables = [_image_pairs_parallel(image, shape, full, maxdim, pool, workers) for image in flat]
-            parts = [(*table, np.array([len(table[0])])) for table in tables]
+    pool = _thread_pool(workers)
+    if n >= workers:
+        # A few runs of images per thread: a thread that the system holds up leaves its share to the others.
+        bounds = np.linspace(0, n, min(n, 4 * workers) + 1).astype(int)
+        parts = list(pool.map(lambda a, b: images_pairs(flat, a, b, shape, full, maxdim), bounds[:-1], bounds[1:]))
+    else:
+        tables = [_image_pairs_parallel(image, shape, full, maxdim, pool, workers) for image in flat]
+        parts = [(*table, np.array([len(table[0])])) for table in tables]
     return tuple(np.concatenate([part[i] for part in parts]) for i in range(4))
+
+
+@functools.lru_cache(maxsize=None)
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    """A lasting pool per thread count: starting threads on every call costs more than a small batch."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="monai_topo_ph")
