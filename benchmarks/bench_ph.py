@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 
 import cripser
 import gudhi
+import numba
 import numpy as np
 import torch
 from scipy import ndimage
@@ -202,8 +203,11 @@ def stage_times(volume: np.ndarray) -> dict[str, float]:
     order = timed("sort (radix)", unionfind.descending_order, x, ties)
     prepared = (order, *timed("positions", unionfind.padded_positions, order, shape), np.int64(order[0]))
     marks = unionfind.new_edge_marks(prepared[2], shape, 2)
-    timed("union-find dim 0", unionfind.sweep, x, prepared, shape, True, False, marks)
-    timed("union-find dim 2 (dual)", unionfind.sweep, x, prepared, shape, True, True, marks)
+    ascents = unionfind.new_ascents(prepared)
+    forward, reverse = timed("sweeps: first pass", unionfind.first_pass, prepared, shape, True, ascents, marks, 0,
+                             shape[0] * shape[1])
+    timed("union-find dim 0", unionfind.saddle_pass, x, prepared, shape, True, False, ascents, forward, marks)
+    timed("union-find dim 2 (dual)", unionfind.saddle_pass, x, prepared, shape, True, True, ascents, reverse, marks)
     candidates = timed("dim 1 apparent pairs", unionfind.middle_candidates, prepared, shape, True, marks, 0, shape[0] + 2)
     timed("dim 1 reduction", unionfind.middle_reduction, x, prepared, shape, True, candidates)
     timings["columns reduced"] = float(len(candidates))
@@ -318,7 +322,9 @@ def machine() -> str:
         with open("/proc/cpuinfo") as cpuinfo:
             model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores available, torch {torch.__version__}, gudhi {gudhi.__version__}, cripser {cripser.__version__}"
+    load = ", load average %.1f / %.1f / %.1f (1 / 5 / 15 min)" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    return (f"{model}, {cores} cores available{load}; torch {torch.__version__}, gudhi {gudhi.__version__}, "
+            f"cripser {cripser.__version__}, numba {numba.__version__}")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -331,8 +337,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    started = machine()
     results = run_benchmark(args.size, args.repeats, memory=not args.no_memory)
-    report = f"Machine: {machine()}\n\n{markdown(results)}\n"
+    report = f"Machine at the start: {started}\nMachine at the end: {machine()}\n\n{markdown(results)}\n"
     print(report)
     if args.out:
         with open(args.out, "w") as out:

@@ -150,3 +150,16 @@ def test_too_large_image_names_the_way_out(monkeypatch):
     monkeypatch.setattr(unionfind, "MAX_VOXELS", 100)
     with pytest.raises(ValueError, match="too large.*cripser"):
         cubical_persistence(torch.rand(12, 12), backend="unionfind")
+
+
+def test_forked_child_gets_its_own_threads():
+    # A data-loader worker forked after the parent used the thread pool must not wait on dead threads.
+    import multiprocessing
+
+    x = np.random.default_rng(9).random((4, 12, 12)).astype(np.float32)
+    expected = unionfind.batch_pairs(x, 1, True, 2)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as child:
+        got = child.apply_async(unionfind.batch_pairs, (x, 1, True, 2)).get(timeout=120)
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(a, b)

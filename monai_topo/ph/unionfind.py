@@ -1,30 +1,35 @@
-"""Cubical persistence by union-find, Alexander duality and an apparent-pair reduction (numba).
+"""Cubical persistent homology by union-find, Alexander duality and apparent pairs (numba).
 
-The whole diagram comes from one sort of the voxels:
+The engine behind the ``"unionfind"`` backend. For one image it computes
 
-- dimension 0: union-find over the voxels in filtration order (8/26-connected for ``"full"``,
-  4/6 for ``"face"``), elder rule;
-- the top dimension (holes in 2D, cavities in 3D): by Alexander duality, the dimension-0 bars of
-  the complement swept in reverse order with the dual connectivity, the outside of the image being
-  one component that exists from the start;
-- dimension 1 of a 3D volume: persistent cohomology of the V-construction (``"face"``), or of the
-  V-construction of the padded complement (``"full"``, again by duality), cleared by the
-  union-find of the same sweep. Nearly all pairs are *apparent* (decided by looking at one edge
-  and its four cofaces), so only the few remaining columns are reduced.
+- dimension 0 by a *sweep*: union-find over the voxels in filtration order (decreasing ``x``;
+  8/26-connected for ``"full"``, 4/6 for ``"face"``), elder rule;
+- the top dimension (holes in 2D, cavities in 3D) by Alexander duality: the dimension-0 bars of the
+  complement, swept in reverse order with the dual connectivity, the outside of the image being one
+  component that exists from the start;
+- dimension 1 of a 3D volume by persistent cohomology of the V-construction: of ``x`` itself for
+  ``"face"``, of the padded complement for ``"full"`` (duality again turns the T-construction into
+  it). Columns are cleared by the face-neighbour sweep, and nearly all pairs are *apparent* (seen
+  from one edge and its four squares), so only a few percent of the edges need a reduction.
 
-Every cell gets the key ``(rank of its latest voxel, dimension, local code)``: a total order that
-refines the values and lists faces before cofaces, so the positive-length bars equal gudhi's and
-CubicalRipser's. Zero-length pairs are never emitted.
+A sweep runs in two passes. The first, in memory order, points each voxel at its earliest earlier
+neighbour; a voxel whose earlier neighbours fall apart into several groups inside its 3x3x3 cube
+is a saddle candidate. Only those (a percent or two of the voxels) go through union-find, in sweep
+order, the components being found along the pointers.
 
-Positions: a voxel's ``rank`` is its place in the order of decreasing ``x`` (ties by flat index).
-The kernels work on a copy of the rank array padded by one voxel on every spatial side (3D) or
-around the plane (2D), so neighbours never need bounds checks; a padded cell holds ``NEVER`` in the
-forward sweep (never present) and a negative number in the reverse sweep (present from the start).
+Positions: each voxel gets an int64 position that orders the sweep, on a grid padded by one voxel
+on every spatial side (no bounds checks); the padding holds ``NEVER`` in the forward sweep (never
+present) and negative numbers in the reverse sweep (present from the start). Float32 images without
+a middle dimension use packed ``(value, flat index)`` keys, without sorting; otherwise positions
+are ranks from a radix sort, equal values ordered by their depth inside the plateau. Any order
+that refines the values gives the same positive-length bars (those of gudhi and CubicalRipser);
+zero-length pairs are never emitted, and births/deaths are flat indices of the critical voxels.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -350,82 +355,133 @@ def _padded_at(order, padded_index, shape, position, reverse):
 
 
 @njit(cache=True, nogil=True)
+def _grown(buffer, needed):
+    """A copy of ``buffer`` with room for at least ``needed`` items (at least twice the size)."""
+    grown = np.empty(max(16, 2 * buffer.size, needed), buffer.dtype)
+    grown[:buffer.size] = buffer
+    return grown
+
+
+@njit(cache=True, nogil=True)
 def _append(buffer, count, value):
-    """Write ``value`` at ``count``, doubling ``buffer`` when full; returns the buffer."""
+    """Write ``value`` at ``count``, growing ``buffer`` when full; returns the buffer.
+
+    Assigning the returned array costs reference counting: hot loops call :func:`_grown` only
+    when needed and write in place instead.
+    """
     if count == buffer.size:
-        grown = np.empty(max(16, 2 * buffer.size), buffer.dtype)
-        grown[:count] = buffer
-        buffer = grown
+        buffer = _grown(buffer, count + 1)
     buffer[count] = value
     return buffer
 
 
 @njit(cache=True, nogil=True)
-def ascend(position, shape, corners, ascent, edge_marks, z_start, z_stop):
-    """First pass of a sweep, in memory order over the real planes ``z_start:z_stop``.
+def _settle_row(row, row_present, relevant_mask, row_bit, offsets, splits_table, corners, ascent, position,
+                edge_marks, candidates, n_candidates):
+    """One row of one sweep in :func:`ascend`: pointers, saddle candidates (appended), marks.
 
-    For each voxel, looks at which neighbours come earlier in the sweep ("present"). A voxel with
-    none starts a component (``ascent[p] = p``); otherwise ``ascent[p]`` is its earliest present
-    neighbour, which it joins. Only where the present neighbours fall apart into several groups
-    inside the 3x3x3 cube (26- or 6-adjacency, by ``corners``) can two components meet: those
-    voxels, the saddle candidates, are returned (their positions) for :func:`merge_at_saddles`.
-    The edge to the earliest neighbour of any other voxel is its only merging edge
-    (``edge_marks``, when non-empty: the face-neighbour sweep of a 3D volume).
+    Called per row, not per voxel: handing arrays to a function costs reference counting.
+    """
+    mark = edge_marks.size > 0
+    for i in range(row_present.size):
+        p = row + i
+        present = row_present[i]
+        relevant = present & relevant_mask
+        if relevant == 0:
+            ascent[p] = p
+            continue
+        ascent[p] = p + offsets[row_bit[i]]
+        if splits_table.size > 0:  # 2D
+            splits = splits_table[(present >> 9) & 511]
+        else:
+            group = relevant & -relevant
+            while True:
+                grown = _dilate(group, corners) & present
+                if grown == group:
+                    break
+                group = grown
+            splits = (relevant & ~group) != 0
+        if splits:
+            candidates = _append(candidates, n_candidates, position[p])
+            n_candidates += 1
+        elif mark:
+            edge_marks[p] |= 1 << _FACE_CODE[row_bit[i]]
+    return candidates, n_candidates
+
+
+@njit(cache=True, nogil=True)
+def ascend(forward, reverse, shape, full, ascents, edge_marks, row_start, row_stop):
+    """First pass of both sweeps, in memory order over the rows ``row_start:row_stop`` (``z * H + y``).
+
+    For each voxel, looks at which neighbours come earlier in the sweep ("present"); the reverse
+    sweep's present neighbours are exactly the others, so one set of comparisons serves both. A
+    voxel with none starts a component (``ascent[p] = p``); otherwise ``ascent[p]`` is its
+    earliest present neighbour, which it joins (``ascents[0]`` forward, ``ascents[1]`` reverse).
+    Only where the present neighbours fall apart into several groups inside the 3x3x3 cube (26- or
+    6-adjacency) can two components meet: those voxels, the saddle candidates, are returned (their
+    positions, forward and reverse) for :func:`merge_at_saddles`. The edge to the earliest
+    neighbour of any other voxel is its only merging edge (``edge_marks``, when non-empty: marks of
+    the face-neighbour sweep of a 3D volume, the reverse one for ``full``).
     """
     d, h, w = shape
     pad_z = 1 if d > 1 else 0
     offsets, corner_bits, face_bits = cube_offsets(shape)
-    bits = corner_bits if corners else face_bits
-    relevant_mask = 0
-    for b in bits:
-        relevant_mask |= 1 << b
-    plane_splits = _PLANE_SPLITS[1 if corners else 0]
-    mark = edge_marks.size > 0
-    candidates = np.empty(64, np.int64)
-    n_candidates = 0
+    forward_bits, reverse_bits = (corner_bits, face_bits) if full else (face_bits, corner_bits)
+    neighbours = forward_mask = reverse_mask = 0
+    for b in corner_bits:
+        neighbours |= 1 << b
+    for b in forward_bits:
+        forward_mask |= 1 << b
+    for b in reverse_bits:
+        reverse_mask |= 1 << b
+    no_table = np.zeros(0, np.bool_)
+    forward_splits = _PLANE_SPLITS[1 if full else 0] if d == 1 else no_table
+    reverse_splits = _PLANE_SPLITS[0 if full else 1] if d == 1 else no_table
+    no_marks = np.zeros(0, np.uint8)
+    forward_marks, reverse_marks = (no_marks, edge_marks) if full else (edge_marks, no_marks)
+    forward_ascent, reverse_ascent = ascents[0], ascents[1]
+    forward_candidates = np.empty(64, np.int64)
+    reverse_candidates = np.empty(64, np.int64)
+    n_forward = n_reverse = 0
     # A row at a time, neighbour by neighbour: long branch-free loops that the compiler vectorises.
     row_present = np.empty(w, np.int64)
-    row_earliest = np.empty(w, np.int64)
-    row_bit = np.empty(w, np.int64)
-    for z in range(max(z_start, 0), min(z_stop, d)):
-        for y in range(h):
-            row = ((z + pad_z) * (h + 2) + y + 1) * (w + 2) + 1
-            row_present[:] = 0
-            for b in corner_bits:
-                step = offsets[b]
-                for i in range(w):
-                    row_present[i] |= np.int64(position[row + i + step] < position[row + i]) << b
-            row_earliest[:] = position[row:row + w]
-            for b in bits:
-                step = offsets[b]
-                for i in range(w):
-                    q_position = position[row + i + step]
-                    row_bit[i] = b if q_position < row_earliest[i] else row_bit[i]
-                    row_earliest[i] = min(row_earliest[i], q_position)
+    row_first = np.empty(w, np.int64)  # earliest forward position among the forward neighbours
+    row_first_bit = np.empty(w, np.int64)
+    row_last = np.empty(w, np.int64)  # earliest reverse position among the reverse neighbours
+    row_last_bit = np.empty(w, np.int64)
+    for r in range(max(row_start, 0), min(row_stop, d * h)):
+        z, y = divmod(r, h)
+        row = ((z + pad_z) * (h + 2) + y + 1) * (w + 2) + 1
+        row_present[:] = 0
+        for b in corner_bits:
+            step = offsets[b]
             for i in range(w):
-                p = row + i
-                present = row_present[i]
-                relevant = present & relevant_mask
-                if relevant == 0:
-                    ascent[p] = p
-                    continue
-                ascent[p] = p + offsets[row_bit[i]]
-                if d == 1:
-                    splits = plane_splits[(present >> 9) & 511]
-                else:
-                    group = relevant & -relevant
-                    while True:
-                        grown = _dilate(group, corners) & present
-                        if grown == group:
-                            break
-                        group = grown
-                    splits = (relevant & ~group) != 0
-                if splits:
-                    candidates = _append(candidates, n_candidates, position[p])
-                    n_candidates += 1
-                elif mark:
-                    edge_marks[p] |= 1 << _FACE_CODE[row_bit[i]]
-    return candidates[:n_candidates]
+                row_present[i] |= np.int64(forward[row + i + step] < forward[row + i]) << b
+        row_first[:] = forward[row:row + w]
+        for b in forward_bits:
+            step = offsets[b]
+            for i in range(w):
+                q_position = forward[row + i + step]
+                row_first_bit[i] = b if q_position < row_first[i] else row_first_bit[i]
+                row_first[i] = min(row_first[i], q_position)
+        row_last[:] = reverse[row:row + w]
+        for b in reverse_bits:
+            step = offsets[b]
+            for i in range(w):
+                q_position = reverse[row + i + step]
+                row_last_bit[i] = b if q_position < row_last[i] else row_last_bit[i]
+                row_last[i] = min(row_last[i], q_position)
+        forward_candidates, n_forward = _settle_row(
+            row, row_present, forward_mask, row_first_bit, offsets, forward_splits, full, forward_ascent, forward,
+            forward_marks, forward_candidates, n_forward,
+        )
+        for i in range(w):
+            row_present[i] = ~row_present[i] & neighbours
+        reverse_candidates, n_reverse = _settle_row(
+            row, row_present, reverse_mask, row_last_bit, offsets, reverse_splits, not full, reverse_ascent, reverse,
+            reverse_marks, reverse_candidates, n_reverse,
+        )
+    return forward_candidates[:n_forward], reverse_candidates[:n_reverse]
 
 
 @njit(cache=True, nogil=True)
@@ -445,7 +501,13 @@ def merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, 
 
     A component is represented by the voxel where it was born (a root: ``ascent[r] == r``); merging
     points the younger root at the elder, or at the padding for the outside component of the
-    reverse sweep. See :func:`merge_components` for the outputs.
+    reverse sweep (positions from :func:`padded_positions` or :func:`key_positions`). ``corners``
+    selects 26- (8-) over 6- (4-) connectivity. When ``edge_marks`` is non-empty, bit ``k`` of
+    ``edge_marks[p]`` records that the edge from ``p`` to its face neighbour ``k`` merged two
+    components (the clearing set of the dimension-1 reduction).
+
+    Returns flat indices ``(births, deaths)`` of the positive-length bars in super-level terms
+    (``x[births] > x[deaths]``): dimension 0 forward, the top dimension in reverse.
     """
     offsets, corner_bits, face_bits = cube_offsets(shape)
     bits = corner_bits if corners else face_bits
@@ -501,29 +563,11 @@ def merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, 
     return births[:count], deaths[:count]
 
 
-@njit(cache=True, nogil=True)
-def merge_components(x, order, padded_index, position, shape, corners, reverse, edge_marks):
-    """Dimension-0 pairs of one sweep (union-find with the elder rule), in two passes.
-
-    ``corners`` selects 26- (8-) over 6- (4-) connectivity. ``reverse`` sweeps the complement
-    (positions from :func:`padded_positions`), where the padding forms the outside component.
-    When ``edge_marks`` is non-empty, bit ``k`` of ``edge_marks[p]`` records that the edge from
-    ``p`` to its face neighbour ``k`` merged two components (the clearing set of the dimension-1
-    reduction).
-
-    Returns flat indices ``(births, deaths)`` of the positive-length bars in super-level terms
-    (``x[births] > x[deaths]``): for the reverse sweep these are the top-dimensional bars.
-    """
-    ascent = np.empty(position.size, np.int32)
-    candidates = ascend(position, shape, corners, ascent, edge_marks, 0, shape[0])
-    return merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, ascent, candidates, edge_marks)
-
-
 # --- dimension 1 of a 3D volume ---------------------------------------------------------------
 # Cells are ordered by the positions of their vertices, latest first: an edge by (latest, other),
-# a square by (latest, second latest, local code). Within a voxel's lower star this makes the
-# edge towards the latest earlier neighbour and its squares come first, which pairs almost every
-# edge with a square at sight (apparent pairs). Keys are int64:
+# a square by (latest, second latest, local code). In this lexicographic order an edge and the
+# first square around it usually share their latest vertex, the edge being the square's last face:
+# an apparent pair, of length zero, found at sight. Keys are int64:
 #   edge   = latest * span + (other + size)
 #   square = (latest * span + (second + size)) * 12 + normal axis * 4 + corner
 # with ``size`` the padded grid size (positions on the padding are >= -size) and
@@ -612,18 +656,6 @@ def _vertex_at(padded_index, latest, reverse):
 
 
 @njit(cache=True, nogil=True)
-def _middle_bar(x, order, edge_key, square_key, span, reverse, births, deaths, count):
-    """Append the dimension-1 bar of a (edge, square) pair if it has positive length."""
-    birth = _voxel(order, edge_key // span, reverse)
-    death = _voxel(order, square_key // 12 // span, reverse)
-    if x[birth] == x[death]:
-        return births, deaths, count
-    if reverse:  # the complement's pair, read backwards
-        birth, death = death, birth
-    return _append(births, count, birth), _append(deaths, count, death), count + 1
-
-
-@njit(cache=True, nogil=True)
 def _earliest_coface_in_star(position, vertex, other, axis, strides, span):
     """The first square containing the edge ``(vertex, other)`` among those whose latest vertex is ``vertex``.
 
@@ -663,7 +695,7 @@ def _earliest_coface_in_star(position, vertex, other, axis, strides, span):
 def classify_edges(position, shape, n, edge_marks, z_start, z_stop):
     """First pass of dimension 1 over the edges whose lower vertex is in padded planes ``z_start:z_stop``.
 
-    Edges that merged two components (``edge_marks`` of :func:`merge_components`) are cleared;
+    Edges that merged two components (``edge_marks`` of the sweeps) are cleared;
     an edge whose earliest coface has it as latest face is an apparent pair, of length zero (both
     cells enter with the same voxel) and never needed again. Returns the keys of the other edges,
     the columns of :func:`reduce_middle`. ``n`` is the number of voxels.
@@ -697,8 +729,7 @@ def classify_edges(position, shape, n, edge_marks, z_start, z_stop):
 
 @njit(cache=True, nogil=True)
 def _heap_push(heap, size, value):
-    """Push onto the binary min-heap ``heap[:size]``; returns the (possibly grown) heap."""
-    heap = _append(heap, size, value)
+    """Push onto the binary min-heap ``heap[:size]`` (room for one more is the caller's business)."""
     i = size
     while i > 0:
         up = (i - 1) // 2
@@ -707,7 +738,6 @@ def _heap_push(heap, size, value):
         heap[i] = heap[up]
         i = up
     heap[i] = value
-    return heap
 
 
 @njit(cache=True, nogil=True)
@@ -760,19 +790,15 @@ def _slot(keys, key):
 
 
 @njit(cache=True, nogil=True)
-def _insert(keys, values, n, key, value):
-    """Insert into the table, doubling it at half load; returns ``(keys, values)``."""
-    if 2 * (n + 1) > keys.size:
-        old_keys, old_values = keys, values
-        keys = np.full(2 * old_keys.size, -1, np.int64)
-        values = np.empty(2 * old_keys.size, np.int64)
-        for j in range(old_keys.size):
-            if old_keys[j] != -1:
-                i = _slot(keys, old_keys[j])
-                keys[i], values[i] = old_keys[j], old_values[j]
-    i = _slot(keys, key)
-    keys[i], values[i] = key, value
-    return keys, values
+def _rehashed(keys, values):
+    """The table twice as large, same entries."""
+    new_keys = np.full(2 * keys.size, -1, np.int64)
+    new_values = np.empty(2 * keys.size, np.int64)
+    for j in range(keys.size):
+        if keys[j] != -1:
+            i = _slot(new_keys, keys[j])
+            new_keys[i], new_values[i] = keys[j], values[j]
+    return new_keys, new_values
 
 
 @njit(cache=True, nogil=True)
@@ -794,7 +820,7 @@ def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
     pool = np.empty(1024, np.int64)
     pool_size = 0
     n_columns = 0
-    heap = np.empty(64, np.int64)
+    heap = np.empty(64, np.int64)  # room for a coboundary; grown before every other addition
     scratch = np.empty(4, np.int64)
     births = np.empty(64, np.int64)
     deaths = np.empty(64, np.int64)
@@ -808,7 +834,7 @@ def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
         axis = 0 if step == strides[0] else (1 if step == strides[1] else 2)
         length = 0
         for i in range(_coboundary(position, min(vertex, other_vertex), axis, strides, span, scratch)):
-            heap = _heap_push(heap, length, scratch[i])
+            _heap_push(heap, length, scratch[i])
             length += 1
         while True:
             pivot, length = _pop_pivot(heap, length)
@@ -822,29 +848,47 @@ def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
                 face_other = face_low if face_low != square_vertex else face_low + strides[face_axis]
                 coface, apparent = _earliest_coface_in_star(position, square_vertex, face_other, face_axis, strides, span)
                 if apparent and coface == pivot:
-                    for i in range(1, _coboundary(position, face_low, face_axis, strides, span, scratch)):
-                        heap = _heap_push(heap, length, scratch[i])
+                    m = _coboundary(position, face_low, face_axis, strides, span, scratch)
+                    if length + m > heap.size:
+                        heap = _grown(heap, length + m)
+                    for i in range(1, m):
+                        _heap_push(heap, length, scratch[i])
                         length += 1
                     continue
             slot = _slot(owner_keys, pivot)
             if owner_keys[slot] == pivot:
-                owner = owner_columns[slot]
-                for i in range(column_start[owner] + 1, column_start[owner + 1]):
-                    heap = _heap_push(heap, length, pool[i])
+                start, stop = column_start[owner_columns[slot]], column_start[owner_columns[slot] + 1]
+                if length + stop - start > heap.size:
+                    heap = _grown(heap, length + stop - start)
+                for i in range(start + 1, stop):
+                    _heap_push(heap, length, pool[i])
                     length += 1
                 continue
-            owner_keys, owner_columns = _insert(owner_keys, owner_columns, n_columns, pivot, n_columns)
-            pool = _append(pool, pool_size, pivot)
+            # A new pivot: store the reduced column, starting with it.
+            if 2 * (n_columns + 1) > owner_keys.size:
+                owner_keys, owner_columns = _rehashed(owner_keys, owner_columns)
+            slot = _slot(owner_keys, pivot)
+            owner_keys[slot], owner_columns[slot] = pivot, n_columns
+            if pool_size + 1 + length > pool.size:
+                pool = _grown(pool, pool_size + 1 + length)
+            pool[pool_size] = pivot
             pool_size += 1
             while True:
                 entry, length = _pop_pivot(heap, length)
                 if entry < 0:
                     break
-                pool = _append(pool, pool_size, entry)
+                pool[pool_size] = entry
                 pool_size += 1
             n_columns += 1
             column_start = _append(column_start, n_columns, pool_size)
-            births, deaths, count = _middle_bar(x, order, key, pivot, span, reverse, births, deaths, count)
+            birth = _voxel(order, key // span, reverse)
+            death = _voxel(order, pivot // 12 // span, reverse)
+            if x[birth] != x[death]:
+                if reverse:  # the complement's pair, read backwards
+                    birth, death = death, birth
+                births = _append(births, count, birth)
+                deaths = _append(deaths, count, death)
+                count += 1
             break
     return births[:count], deaths[:count]
 
@@ -882,14 +926,32 @@ def needs_middle(shape, maxdim):
 
 
 @njit(cache=True, nogil=True)
+def needs_top(shape, full, maxdim):
+    """Whether the reverse sweep is needed: for the top dimension, or for the clearing marks of "full"."""
+    return maxdim >= (1 if shape[0] == 1 else 2) or (full and needs_middle(shape, maxdim))
+
+
+@njit(cache=True, nogil=True)
 def new_edge_marks(position, shape, maxdim):
     """Zeroed clearing marks for the middle dimension (empty when it is not computed)."""
     return np.zeros(position.size if needs_middle(shape, maxdim) else 0, np.uint8)
 
 
 @njit(cache=True, nogil=True)
-def sweep(x, prepared, shape, full, reverse, edge_marks):
-    """Dimension 0 (``reverse=False``) or the top dimension (``reverse=True``) of one image.
+def new_ascents(prepared):
+    """The pointer arrays of the two sweeps (filled by :func:`first_pass`)."""
+    return np.empty((2, prepared[2].size), np.int32)
+
+
+@njit(cache=True, nogil=True)
+def first_pass(prepared, shape, full, ascents, edge_marks, row_start, row_stop):
+    """:func:`ascend` of both sweeps over rows ``row_start:row_stop``: ``(forward, reverse)`` candidates."""
+    return ascend(prepared[2], prepared[3], shape, full, ascents, edge_marks, row_start, row_stop)
+
+
+@njit(cache=True, nogil=True)
+def saddle_pass(x, prepared, shape, full, reverse, ascents, candidates, edge_marks):
+    """Dimension 0 (``reverse=False``) or the top dimension (``reverse=True``) from the first pass.
 
     The forward sweep uses the image's connectivity, the reverse one the dual connectivity; the
     sweep on face neighbours records the clearing marks of the middle dimension.
@@ -897,7 +959,9 @@ def sweep(x, prepared, shape, full, reverse, edge_marks):
     order, padded_index, forward, backward, _ = prepared
     corners = full != reverse
     marks = np.zeros(0, np.uint8) if corners else edge_marks
-    return merge_components(x, order, padded_index, backward if reverse else forward, shape, corners, reverse, marks)
+    position = backward if reverse else forward
+    return merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, ascents[int(reverse)],
+                            candidates, marks)
 
 
 @njit(cache=True, nogil=True)
@@ -959,10 +1023,12 @@ def image_pairs(x, shape, full, maxdim):
     """
     prepared = prepare(x, shape, full, maxdim)
     edge_marks = new_edge_marks(prepared[2], shape, maxdim)
-    births0, deaths0 = sweep(x, prepared, shape, full, False, edge_marks)
+    ascents = new_ascents(prepared)
+    forward_candidates, reverse_candidates = first_pass(prepared, shape, full, ascents, edge_marks, 0, shape[0] * shape[1])
+    births0, deaths0 = saddle_pass(x, prepared, shape, full, False, ascents, forward_candidates, edge_marks)
     births_top = deaths_top = np.zeros(0, np.int64)
-    if maxdim >= (1 if shape[0] == 1 else 2) or (full and needs_middle(shape, maxdim)):
-        births_top, deaths_top = sweep(x, prepared, shape, full, True, edge_marks)
+    if needs_top(shape, full, maxdim):
+        births_top, deaths_top = saddle_pass(x, prepared, shape, full, True, ascents, reverse_candidates, edge_marks)
     births1 = deaths1 = np.zeros(0, np.int64)
     if needs_middle(shape, maxdim):
         candidates = middle_candidates(prepared, shape, full, edge_marks, 0, shape[0] + 2)
@@ -1018,24 +1084,29 @@ def _check_size(spatial_shape: tuple[int, ...]) -> None:
 def _image_pairs_parallel(x: np.ndarray, shape: tuple[int, int, int], full: bool, maxdim: int, pool, workers: int):
     """:func:`image_pairs` of one large image with its independent stages on ``pool``'s threads.
 
-    The two sweeps run side by side; the first pass of the middle dimension is split into slabs
-    once the clearing marks are ready; only the final reduction is sequential.
+    The first pass of the sweeps is split into slabs of rows, then the two union-find passes run
+    side by side; the first pass of the middle dimension is split into slabs once the clearing
+    marks are ready; only the final reduction is sequential.
     """
     prepared = prepare(x, shape, full, maxdim)
     edge_marks = new_edge_marks(prepared[2], shape, maxdim)
-    middle = needs_middle(shape, maxdim)
-    dim0 = pool.submit(sweep, x, prepared, shape, full, False, edge_marks)
+    ascents = new_ascents(prepared)
+    rows = np.linspace(0, shape[0] * shape[1], 2 * workers + 1).astype(int)
+    slabs = [pool.submit(first_pass, prepared, shape, full, ascents, edge_marks, int(a), int(b))
+             for a, b in zip(rows[:-1], rows[1:])]
+    parts = [slab.result() for slab in slabs]
+    dim0 = pool.submit(saddle_pass, x, prepared, shape, full, False, ascents,
+                       np.concatenate([part[0] for part in parts]), edge_marks)
     top = None
-    if maxdim >= (1 if shape[0] == 1 else 2) or (full and middle):
-        top = pool.submit(sweep, x, prepared, shape, full, True, edge_marks)
+    if needs_top(shape, full, maxdim):
+        top = pool.submit(saddle_pass, x, prepared, shape, full, True, ascents,
+                          np.concatenate([part[1] for part in parts]), edge_marks)
     births1 = deaths1 = np.zeros(0, np.int64)
-    if middle:
+    if needs_middle(shape, maxdim):
         (top if full else dim0).result()  # the clearing marks
-        bounds = np.linspace(0, shape[0] + 2, 2 * workers + 1).astype(int)
-        slabs = [
-            pool.submit(middle_candidates, prepared, shape, full, edge_marks, int(a), int(b))
-            for a, b in zip(bounds[:-1], bounds[1:])
-        ]
+        planes = np.linspace(0, shape[0] + 2, 2 * workers + 1).astype(int)
+        slabs = [pool.submit(middle_candidates, prepared, shape, full, edge_marks, int(a), int(b))
+                 for a, b in zip(planes[:-1], planes[1:])]
         candidates = np.concatenate([slab.result() for slab in slabs])
         births1, deaths1 = middle_reduction(x, prepared, shape, full, candidates)
     births0, deaths0 = dim0.result()
@@ -1071,7 +1142,7 @@ def batch_pairs(images: np.ndarray, maxdim: int, full: bool, num_workers: int):
     workers = max(1, min(num_workers, n)) if n >= num_workers or flat.shape[1] < _PARALLEL_IMAGE_SIZE else num_workers
     if workers == 1:
         return images_pairs(flat, 0, n, shape, full, maxdim)
-    pool = _thread_pool(workers)
+    pool = _thread_pool(workers, os.getpid())
     if n >= workers:
         # A few runs of images per thread: a thread that the system holds up leaves its share to the others.
         bounds = np.linspace(0, n, min(n, 4 * workers) + 1).astype(int)
@@ -1083,6 +1154,10 @@ def batch_pairs(images: np.ndarray, maxdim: int, full: bool, num_workers: int):
 
 
 @functools.lru_cache(maxsize=None)
-def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    """A lasting pool per thread count: starting threads on every call costs more than a small batch."""
+def _thread_pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    """A lasting pool per thread count: starting threads on every call costs more than a small batch.
+
+    Keyed by process id as well: a forked child (a data-loader worker) inherits the pool object
+    but not its threads, and would wait forever on it.
+    """
     return ThreadPoolExecutor(workers, thread_name_prefix="monai_topo_ph")
