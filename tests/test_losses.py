@@ -507,3 +507,19 @@ def test_bad_inputs_raise():
         TopologicalPriorLoss(prior=(1,), connectivity="diagonal")
     with pytest.raises(ValueError, match="reduction must be one of"):
         TopologicalPriorLoss(prior=(1,), reduction="max")
+
+
+def test_downsample_scores_the_max_pooled_map_and_reaches_full_resolution():
+    import torch.nn.functional as F
+
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(5), requires_grad=True)
+    pooled = F.max_pool2d(x.detach(), 2)  # independent reference: torch's own pooling
+    fast = TopologicalPriorLoss(prior=(1, 1), downsample=2)(x)
+    exact_on_pooled = TopologicalPriorLoss(prior=(1, 1))(pooled)
+    assert torch.allclose(fast, exact_on_pooled)
+    fast.backward()
+    assert x.grad.shape == x.shape and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="downsample"):
+        TopologicalPriorLoss(prior=(1, 1), downsample=0)
+    with pytest.raises(ValueError, match="downsample_mode"):
+        TopologicalPriorLoss(prior=(1, 1), downsample=2, downsample_mode="median")

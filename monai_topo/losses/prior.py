@@ -17,6 +17,7 @@ from monai_topo.losses.priors import (
     parse_prior,
 )
 from monai_topo.ph import DEFAULT_CONNECTIVITY, PersistenceDiagram, batch_persistence
+from monai_topo.ph.downsample import pool
 
 
 def parse_weights(weights, name: str = "weights") -> tuple[float, ...] | None:
@@ -129,6 +130,13 @@ class TopologicalPriorLoss(TopologicalLoss):
         ``class_priors`` entries).
     num_workers : int, optional
         Threads for the batch PH; default all available cores.
+    downsample : int
+        Opt-in speed-up (the paper suggests downsampling): compute PH on the maps pooled by this
+        factor (:func:`monai_topo.ph.downsample.pool`, windows = strides); gradients flow back
+        through the pooling to the full-resolution input. ``1`` (default) is exact. Thin gaps and
+        specks smaller than the window can vanish: see the accuracy table in ``docs/benchmarks.md``.
+    downsample_mode : {"max", "avg"}
+        Pooling used with ``downsample > 1``; max keeps thin foreground.
 
     Examples
     --------
@@ -161,6 +169,8 @@ class TopologicalPriorLoss(TopologicalLoss):
         other_act: Callable | None = None,
         reduction: LossReduction | str = LossReduction.MEAN,
         num_workers: int | None = None,
+        downsample: int = 1,
+        downsample_mode: str = "max",
     ) -> None:
         super().__init__(connectivity, include_background, sigmoid, softmax, other_act, reduction, num_workers)
         if prior is not None and class_priors is not None:
@@ -173,6 +183,12 @@ class TopologicalPriorLoss(TopologicalLoss):
         longest = max((len(p) for p in self._static_priors()), default=0)
         if self.weights is not None and len(self.weights) < longest:
             raise ValueError(f"weights {self.weights!r} has fewer entries than the prior constrains ({longest}).")
+        if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
+            raise ValueError(f"downsample must be an int >= 1 (a pooling factor), got {downsample!r}.")
+        if downsample_mode not in ("max", "avg"):
+            raise ValueError(f"downsample_mode must be 'max' or 'avg', got {downsample_mode!r}.")
+        self.downsample = downsample
+        self.downsample_mode = downsample_mode
 
     def _static_priors(self) -> list[BettiPrior]:
         if self.class_priors is not None:
@@ -232,6 +248,8 @@ class TopologicalPriorLoss(TopologicalLoss):
         probs = self.activate(input)
         maps, priors = self.scored_maps(probs, prior)
         maxdim = max(len(p) for row in priors for p in row) - 1
+        if self.downsample > 1:
+            maps = pool(maps, self.downsample, self.downsample_mode)
         diagrams = batch_persistence(maps, maxdim=maxdim, connectivity=self.connectivity, num_workers=self.num_workers)
         loss = loss_table(lambda dgm, p: prior_loss_from_diagram(dgm, p, self.weights), diagrams, priors)
         return self.reduce(zero_gradient_where_constant(loss, maps), maps.ndim - 2)
