@@ -410,6 +410,18 @@ def _settle_row(row, row_present, relevant_mask, row_bit, offsets, splits_table,
 
 
 @njit(cache=True, nogil=True)
+def _row_earliest(position, row, bits, offsets, earliest, earliest_bit):
+    """For each voxel of a row: the earliest position among its neighbours ``bits`` and which bit it is."""
+    earliest[:] = position[row:row + earliest.size]
+    for b in bits:
+        step = offsets[b]
+        for i in range(earliest.size):
+            q_position = position[row + i + step]
+            earliest_bit[i] = b if q_position < earliest[i] else earliest_bit[i]
+            earliest[i] = min(earliest[i], q_position)
+
+
+@njit(cache=True, nogil=True)
 def ascend(forward, reverse, shape, full, ascents, edge_marks, row_start, row_stop):
     """First pass of both sweeps, in memory order over the rows ``row_start:row_stop`` (``z * H + y``).
 
@@ -445,10 +457,8 @@ def ascend(forward, reverse, shape, full, ascents, edge_marks, row_start, row_st
     n_forward = n_reverse = 0
     # A row at a time, neighbour by neighbour: long branch-free loops that the compiler vectorises.
     row_present = np.empty(w, np.int64)
-    row_first = np.empty(w, np.int64)  # earliest forward position among the forward neighbours
-    row_first_bit = np.empty(w, np.int64)
-    row_last = np.empty(w, np.int64)  # earliest reverse position among the reverse neighbours
-    row_last_bit = np.empty(w, np.int64)
+    row_first, row_first_bit = np.empty(w, np.int64), np.empty(w, np.int64)  # forward sweep's earliest
+    row_last, row_last_bit = np.empty(w, np.int64), np.empty(w, np.int64)  # reverse sweep's earliest
     for r in range(max(row_start, 0), min(row_stop, d * h)):
         z, y = divmod(r, h)
         row = ((z + pad_z) * (h + 2) + y + 1) * (w + 2) + 1
@@ -457,20 +467,8 @@ def ascend(forward, reverse, shape, full, ascents, edge_marks, row_start, row_st
             step = offsets[b]
             for i in range(w):
                 row_present[i] |= np.int64(forward[row + i + step] < forward[row + i]) << b
-        row_first[:] = forward[row:row + w]
-        for b in forward_bits:
-            step = offsets[b]
-            for i in range(w):
-                q_position = forward[row + i + step]
-                row_first_bit[i] = b if q_position < row_first[i] else row_first_bit[i]
-                row_first[i] = min(row_first[i], q_position)
-        row_last[:] = reverse[row:row + w]
-        for b in reverse_bits:
-            step = offsets[b]
-            for i in range(w):
-                q_position = reverse[row + i + step]
-                row_last_bit[i] = b if q_position < row_last[i] else row_last_bit[i]
-                row_last[i] = min(row_last[i], q_position)
+        _row_earliest(forward, row, forward_bits, offsets, row_first, row_first_bit)
+        _row_earliest(reverse, row, reverse_bits, offsets, row_last, row_last_bit)
         forward_candidates, n_forward = _settle_row(
             row, row_present, forward_mask, row_first_bit, offsets, forward_splits, full, forward_ascent, forward,
             forward_marks, forward_candidates, n_forward,
