@@ -22,9 +22,12 @@ before each measurement). It counts what C++ and numba allocate, which ``tracema
 
 Usage::
 
-    python benchmarks/bench_ph.py                  # default size (about 5 minutes on 2 cores)
-    python benchmarks/bench_ph.py --size full      # the issue's full list (about 25 minutes)
+    python benchmarks/bench_ph.py                  # default size (about 4 minutes on 2 cores)
+    python benchmarks/bench_ph.py --size full      # the issue's full list (about 15 minutes)
     python benchmarks/bench_ph.py --size smoke     # seconds; what CI runs
+
+A last table compares PH of the maps pooled by 2 (``monai_topo.ph.downsampled_persistence``)
+with full resolution: Betti numbers at 0.5 and speed-up.
 """
 
 from __future__ import annotations
