@@ -22,7 +22,7 @@ from monai_topo.metrics import (
     compute_topological_correctness,
     compute_variation_of_information,
 )
-from monai_topo.ph import PersistenceDiagram, batch_persistence, betti_numbers, cubical_persistence
+from monai_topo.ph import PersistenceDiagram, batch_persistence, betti_numbers, cubical_persistence, downsampled_persistence
 from monai_topo.transforms import (
     KSpaceLineCorruption,
     KSpaceLineCorruptiond,
@@ -55,6 +55,7 @@ __all__ = [
     "compute_topological_correctness",
     "compute_variation_of_information",
     "cubical_persistence",
+    "downsampled_persistence",
     "ensure_dataset",
     "myocardium_phantom",
     "parse_prior",
