@@ -198,7 +198,9 @@ def refine_with_topology(
     trace: list[float] = []
     for step in range(iterations + 1):
         probs = predict(x_work)
-        if step == iterations or (stop_when_satisfied and topology(assemble(probs.detach()))[1]):
+        if stop_when_satisfied or step == iterations:
+            betti_after, satisfied = topology(assemble(probs.detach()))
+        if step == iterations or (stop_when_satisfied and satisfied):
             break
         loss = ((probs - reference) ** 2).sum() / voxels + lambda_topo * topo_loss(probs)
         optim.zero_grad()
@@ -206,7 +208,6 @@ def refine_with_topology(
         optim.step()
         trace.append(float(loss.detach()))
     final = assemble(probs.detach())
-    betti_after, satisfied = topology(final)
     record = {
         "iterations": len(trace),
         "loss": trace,
