@@ -115,7 +115,7 @@ def refine_with_topology(
     lr: float = 1e-4,
     iterations: int = 100,
     optimizer: str | Callable = "adam",
-    sigmoid: bool = True,
+    sigmoid: bool | None = None,
     softmax: bool = False,
     other_act: Callable | None = None,
     include_background: bool = True,
@@ -132,10 +132,12 @@ def refine_with_topology(
     Minimises ``(1/V)·|f(X; w) − f(X; w_n)|² + λ·L_topo(X; w_n)`` over a copy ``w_n`` of the
     weights ``w``, where ``f`` is the network output after the activation (applied once),
     ``V`` the number of pixels/voxels (the squared differences are summed over channels) and
-    ``L_topo`` the :class:`~monai_topo.losses.TopologicalPriorLoss` of ``f`` (Eq. 3-4). The
+    ``L_topo`` the :class:`~monai_topo.losses.TopologicalPriorLoss` of ``f`` (Eq. 3-4, summed over
+    the scored channels or ``class_priors`` groups). The
     caller's network is never modified. Works inside ``torch.no_grad()``,
     ``torch.inference_mode()`` and ``monai.networks.eval_mode`` (gradients are enabled for the
-    copy only), keeps the network's dtype (float32/float16/bfloat16) and device.
+    copy only), on the network's device; a float16/bfloat16 network is refined in a float32 copy
+    (Adam's updates underflow in half precision), and its own dtype is kept.
 
     Parameters
     ----------
@@ -159,7 +161,8 @@ def refine_with_topology(
         sets its own learning rate).
     sigmoid, softmax, other_act
         The activation that turns the network's logits into probabilities, applied once, as in
-        :class:`~monai_topo.losses.TopologicalPriorLoss`.
+        :class:`~monai_topo.losses.TopologicalPriorLoss`. ``sigmoid`` defaults to True unless
+        ``softmax`` or ``other_act`` is given.
     include_background, connectivity
         As in :class:`~monai_topo.losses.TopologicalPriorLoss`.
     threshold : float
@@ -214,6 +217,8 @@ def refine_with_topology(
     spatial_ndim = image.ndim - 1
     if prior is not None:
         prior = parse_prior(prior, spatial_ndim)
+    if sigmoid is None:
+        sigmoid = not softmax and other_act is None
     topo_loss = TopologicalPriorLoss(
         prior=prior,
         class_priors=class_priors,
@@ -222,6 +227,7 @@ def refine_with_topology(
         sigmoid=sigmoid,
         softmax=softmax,
         other_act=other_act,
+        reduction="sum",  # one item: L_topo is the sum over its scored maps, as Eq. 4 sums dimensions
     )
     reference_param = next(network.parameters(), None)
     if reference_param is None:
@@ -233,8 +239,12 @@ def refine_with_topology(
         # Only the copy is ever put in eval mode, given gradients or stepped: the caller's network,
         # its flags, mode and device stay as they were, whatever happens below.
         work = copy.deepcopy(network).eval()
+        if dtype in (torch.float16, torch.bfloat16):
+            # Adam's second moments underflow in half precision (NaN after a few steps): optimise a
+            # float32 copy, as mixed-precision training keeps float32 master weights.
+            work = work.float()
         params = _trainable(work, train_frozen)
-        x = image.to(device=device, dtype=dtype).clone()[None]
+        x = image.to(device=device, dtype=next(work.parameters()).dtype).clone()[None]
 
         def predict(inputs: torch.Tensor) -> torch.Tensor:
             logits = inferer(inputs, work) if inferer is not None else work(inputs)
