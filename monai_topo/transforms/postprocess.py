@@ -17,6 +17,7 @@ from monai.transforms import CropForeground, MapTransform, Transform
 from monai_topo.losses import TopologicalPriorLoss
 from monai_topo.priors import parse_prior, prior_satisfied
 from monai_topo.ph import DEFAULT_CONNECTIVITY, betti_numbers
+from monai_topo.transforms.frozen_activations import cache_frozen_activations, last_parameterised_layers
 
 RECORD_KEY = "topological_postprocess"
 """Metadata key under which each refined item records what the refinement did."""
@@ -126,6 +127,8 @@ def refine_with_topology(
     roi_threshold: float | None = None,
     roi_margin: int = 8,
     roi_divisible: int = 16,
+    refine_last: int | None = None,
+    cache_frozen: bool = True,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Refine a copy of ``network`` on one item so its output takes the prior's topology (Eq. 5).
 
@@ -182,6 +185,16 @@ def refine_with_topology(
         differ slightly from whole-image inference.
     roi_margin, roi_divisible : int
         See ``roi_threshold``.
+    refine_last : int, optional
+        Tail mode: optimise only the parameters of the last ``refine_last`` layers that hold
+        parameters (leaf modules, in registration order: the decoder's last stage of a MONAI
+        U-Net; see :func:`~monai_topo.transforms.frozen_activations.last_parameterised_layers`),
+        the rest of the copy frozen. Default None: every trainable parameter (the whole network).
+    cache_frozen : bool
+        Compute once, at the first step, the output of every frozen module that runs before the
+        first refined layer (:func:`~monai_topo.transforms.frozen_activations.cache_frozen_activations`),
+        so each step costs the refined tail only. The output is the same as a full forward pass
+        of the refined copy (to float rounding); False recomputes the whole network every step.
 
     Returns
     -------
@@ -190,7 +203,8 @@ def refine_with_topology(
     record : dict
         ``iterations`` (steps taken), ``loss`` (Eq. 5 before each step), ``betti_before``/``betti_after``
         (one tuple per scored map), ``satisfied_before``/``satisfied_after``, ``seconds``, ``roi``
-        (the box as ``[start, end]`` lists, or None).
+        (the box as ``[start, end]`` lists, or None), ``refined_parameters`` (names of the
+        parameters optimised) and ``cached_modules`` (names of the modules computed once).
 
     Examples
     --------
@@ -244,10 +258,34 @@ def refine_with_topology(
             # float32 copy, as mixed-precision training keeps float32 master weights.
             work = work.float()
         params = _trainable(work, train_frozen)
+        if refine_last is not None:
+            if isinstance(refine_last, bool) or not isinstance(refine_last, (int, np.integer)) or refine_last < 1:
+                raise ValueError(f"refine_last must be None (whole network) or an int >= 1, got {refine_last!r}.")
+            tail = {id(p) for name in last_parameterised_layers(work, int(refine_last))
+                    for p in work.get_submodule(name).parameters()}
+            params = [p for p in params if id(p) in tail]
+            if not params:
+                raise ValueError(
+                    f"the last {refine_last} parameterised layers of the network are all frozen; "
+                    "raise refine_last or pass train_frozen=True."
+                )
+        chosen = {id(p) for p in params}
+        for p in work.parameters():
+            p.requires_grad_(id(p) in chosen)
+        refined_names = [name for name, p in work.named_parameters() if p.requires_grad]
         x = image.to(device=device, dtype=next(work.parameters()).dtype).clone()[None]
 
-        def predict(inputs: torch.Tensor) -> torch.Tensor:
-            logits = inferer(inputs, work) if inferer is not None else work(inputs)
+        cached_modules: list[str] = []
+
+        def predict(inputs: torch.Tensor, first: bool = False) -> torch.Tensor:
+            def run():
+                return inferer(inputs, work) if inferer is not None else work(inputs)
+
+            if first and cache_frozen:
+                logits, cached = cache_frozen_activations(work, run)
+                cached_modules.extend(cached)
+            else:
+                logits = run()
             if not isinstance(logits, torch.Tensor):
                 raise TypeError(
                     f"the network returned {type(logits).__name__}, not one logits tensor (deep supervision?); "
@@ -269,7 +307,7 @@ def refine_with_topology(
 
         roi = None
         if roi_threshold is None:
-            probs = predict(x)
+            probs = predict(x, first=True)
             full_reference = reference = probs.detach()
             x_work = x
         else:
@@ -283,7 +321,7 @@ def refine_with_topology(
             if all(e > s for s, e in zip(box_start, box_end)):
                 roi = [box_start.tolist(), box_end.tolist()]
                 x_work = cropper.crop_pad(x[0], box_start, box_end).as_tensor()[None]
-            probs = predict(x_work)
+            probs = predict(x_work, first=True)
             reference = probs.detach()
         betti_before, satisfied_before = topology(full_reference)
 
@@ -324,6 +362,8 @@ def refine_with_topology(
             "satisfied_after": satisfied,
             "seconds": time.perf_counter() - start_time,
             "roi": roi,
+            "refined_parameters": refined_names,
+            "cached_modules": cached_modules,
         }
         return final[0], record
 

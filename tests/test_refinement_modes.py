@@ -1,0 +1,150 @@
+"""Fast refinement modes of Eq. 5: the refined tail with frozen activations computed once, the ROI.
+
+Each mode, on a 3D U-Net trained here on blobs whose distractors it segments as extra components,
+must fix at least as many of the hard cases as whole-network refinement, keep Dice within 0.1 of
+it (the toy network segments the distractors as confidently as the blob, so removing them costs
+Dice in every mode), and leave the caller's network bit for bit unchanged; the cached activations must give the
+output of a full forward pass of the refined network.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from monai.inferers import SlidingWindowInferer
+from monai.networks.nets import UNet
+from scipy import ndimage
+
+from monai_topo.transforms import refine_with_topology
+from monai_topo.transforms.frozen_activations import cache_frozen_activations, last_parameterised_layers
+from test_postprocess import _assert_unchanged, _blob_item, _dice, _state, _train
+
+BLOB = (1, 0, 0)
+# λ = 0.1, at most 60 steps. The tail mode refines the last two decoder stages of this U-Net
+# (7 parameterised layers) with ten times the whole network's learning rate: fewer, larger steps.
+MODES = {
+    "whole network": {"lr": 1e-3},
+    "tail": {"refine_last": 7, "lr": 1e-2},
+    "tail, no cache": {"refine_last": 7, "lr": 1e-2, "cache_frozen": False},
+}
+DICE_MARGIN = 0.1
+
+
+@pytest.fixture(scope="module")
+def blob_net():
+    rng = np.random.default_rng(2)
+    torch.manual_seed(2)
+    items = [_blob_item(rng) for _ in range(8)] + [_blob_item(rng, hard=True) for _ in range(4)]
+    net = UNet(3, 1, 1, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
+    return _train(net, [i for i, _, _ in items], [bright for _, _, bright in items], steps=60)
+
+
+@pytest.fixture(scope="module")
+def outcomes(blob_net):
+    """For each mode: (fixed, hard cases, mean Dice after, mean Dice before), the network checked unchanged."""
+    cases = [_blob_item(np.random.default_rng(10 + k), hard=True) for k in range(4)]
+    results = {}
+    for mode, kwargs in MODES.items():
+        before = _state(blob_net)
+        wrong, fixed, dice_before, dice_after = 0, 0, [], []
+        for image, label, _ in cases:
+            probs, _ = refine_with_topology(blob_net, torch.from_numpy(image), prior=BLOB, lambda_topo=0.1,
+                                            iterations=60, **kwargs)
+            with torch.no_grad():
+                initial = torch.sigmoid(blob_net(torch.from_numpy(image)[None]))[0, 0].numpy() >= 0.5
+            refined = probs[0].numpy() >= 0.5
+            # components by scipy's 26-connected labelling, independent of the package's Betti numbers
+            components = ndimage.label(initial, np.ones((3, 3, 3)))[1]
+            if components != 1:
+                wrong += 1
+                fixed += ndimage.label(refined, np.ones((3, 3, 3)))[1] == 1
+                dice_before.append(_dice(initial, label[0]))
+                dice_after.append(_dice(refined, label[0]))
+        _assert_unchanged(blob_net, before)
+        results[mode] = (fixed, wrong, float(np.mean(dice_after)), float(np.mean(dice_before)))
+    return results
+
+
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "whole network"])
+def test_fast_mode_fixes_as_many_with_dice_within_margin(outcomes, mode):
+    fixed, wrong, dice_after, _ = outcomes[mode]
+    whole_fixed, whole_wrong, whole_dice, _ = outcomes["whole network"]
+    assert wrong == whole_wrong >= 3, "the hard cases should break the briefly trained network's topology"
+    assert fixed >= whole_fixed
+    assert dice_after >= whole_dice - DICE_MARGIN
+
+
+def test_cache_changes_nothing_but_time(outcomes):
+    assert outcomes["tail, no cache"] == pytest.approx(outcomes["tail"], abs=1e-6)
+
+
+def test_whole_network_refinement_fixes_the_hard_cases(outcomes):
+    fixed, wrong, dice_after, dice_before = outcomes["whole network"]
+    assert fixed >= 1
+    assert dice_after >= dice_before - DICE_MARGIN
+
+
+def _tail_copy(net, count):
+    work = copy.deepcopy(net).eval()
+    tail = {id(p) for name in last_parameterised_layers(work, count) for p in work.get_submodule(name).parameters()}
+    for p in work.parameters():
+        p.requires_grad_(id(p) in tail)
+    return work
+
+
+@pytest.mark.parametrize("count", [1, 3, 7])
+@pytest.mark.parametrize("windowed", [False, True])
+def test_cached_activations_equal_a_full_forward_pass(blob_net, count, windowed):
+    x = torch.rand(1, 1, 16, 16, 16, generator=torch.Generator().manual_seed(count))
+    work = _tail_copy(blob_net, count)
+    run = (lambda: SlidingWindowInferer((8, 8, 8), overlap=0.5)(x, work)) if windowed else (lambda: work(x))
+    first, cached = cache_frozen_activations(work, run)
+    assert cached  # the frozen prefix is cached
+    with torch.no_grad():
+        torch.testing.assert_close(first, blob_net(x) if not windowed else SlidingWindowInferer((8, 8, 8), overlap=0.5)(x, blob_net))
+    # move the refined parameters as a few optimiser steps would, then compare with an uncached network
+    generator = torch.Generator().manual_seed(0)
+    reference = copy.deepcopy(blob_net).eval()
+    with torch.no_grad():
+        for (name, p), q in zip(work.named_parameters(), reference.parameters()):
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=generator))
+                q.copy_(p)
+        expected = SlidingWindowInferer((8, 8, 8), overlap=0.5)(x, reference) if windowed else reference(x)
+    out = run()
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    out.sum().backward()  # gradients reach the refined parameters only
+    assert all((p.grad is not None) == p.requires_grad for p in work.parameters())
+
+
+def test_refined_output_equals_full_forward_of_refined_weights(blob_net):
+    image, _, _ = _blob_item(np.random.default_rng(11), hard=True)
+    captured = []
+
+    def optimizer(params):
+        captured.extend(params)
+        return torch.optim.Adam(params, lr=1e-3)
+
+    probs, record = refine_with_topology(blob_net, torch.from_numpy(image), prior=BLOB, lambda_topo=1.0,
+                                         iterations=5, stop_when_satisfied=False, refine_last=3, optimizer=optimizer)
+    assert record["cached_modules"] and record["iterations"] == 5
+    assert len(record["refined_parameters"]) == len(captured) < len(list(blob_net.parameters()))
+    refined = copy.deepcopy(blob_net).eval()
+    with torch.no_grad():
+        for name, value in zip(record["refined_parameters"], captured):
+            refined.get_parameter(name).copy_(value)
+        full = torch.sigmoid(refined(torch.from_numpy(image)[None]))[0]
+    # the last output is that of the weights after the last step: a full forward pass agrees
+    torch.testing.assert_close(probs, full, rtol=1e-5, atol=1e-6)
+
+
+def test_refine_last_names_the_fix():
+    net = UNet(3, 1, 1, channels=(4, 8), strides=(2,), num_res_units=0)
+    with pytest.raises(ValueError, match="refine_last must be None"):
+        refine_with_topology(net, torch.rand(1, 8, 8, 8), prior=BLOB, refine_last=0)
+    frozen = copy.deepcopy(net)
+    for name in last_parameterised_layers(frozen, 2):
+        frozen.get_submodule(name).requires_grad_(False)
+    with pytest.raises(ValueError, match="train_frozen=True"):
+        refine_with_topology(frozen, torch.rand(1, 8, 8, 8), prior=BLOB, refine_last=2)
