@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +9,7 @@ import torch
 
 from monai_topo.ph.backends import AUTO_BACKEND, BACKENDS, batch_pairs
 from monai_topo.ph.diagram import PersistenceDiagram
+from monai_topo.threads import ph_num_threads
 from monai_topo.validation import check_int, native_array
 
 CONNECTIVITIES = ("full", "face")
@@ -88,7 +88,7 @@ def _probability_values(x: torch.Tensor, name: str) -> np.ndarray:
 
 def _num_workers(num_workers: int | None) -> int:
     if num_workers is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return ph_num_threads()  # the package's thread policy: as many as torch uses
     return check_int(num_workers, "num_workers", minimum=1)
 
 
@@ -190,8 +190,8 @@ def batch_persistence(
     maxdim, connectivity, backend
         As in :func:`cubical_persistence`.
     num_workers : int, optional
-        Number of threads; default the number of available CPU cores. With fewer items than
-        threads, the ``"unionfind"`` engine splits each large image over the threads instead.
+        Number of threads; default :func:`monai_topo.threads.ph_num_threads` (as many as torch
+        uses). With fewer items than threads, the ``"unionfind"`` engine splits each large image over the threads instead.
 
     Returns
     -------
