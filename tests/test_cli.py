@@ -207,10 +207,10 @@ def test_an_interrupted_run_resumes_with_the_finished_rows(bundle, inputs, tmp_p
     out = tmp_path / "out"
     original = batch.process_case
 
-    def interrupted_at_scan(model, case, *args):
+    def interrupted_at_scan(model, case, *args, **kwargs):
         if case == "scan":
             raise KeyboardInterrupt
-        return original(model, case, *args)
+        return original(model, case, *args, **kwargs)
 
     monkeypatch.setattr(batch, "process_case", interrupted_at_scan)
     with pytest.raises(KeyboardInterrupt):
@@ -228,10 +228,9 @@ def test_an_interrupted_run_resumes_with_the_finished_rows(bundle, inputs, tmp_p
     assert set(os.listdir(out)) == OUTPUTS
 
 
-def test_bundle_slice_priors_give_each_slice_its_prior(tmp_path):
+def test_bundle_end_slice_prior_gives_the_end_slices_their_prior(tmp_path):
     # Apical and basal slices may be discs, as in the cardiac bundle.
-    end_slices_free = "$lambda depth: [[1, [0, 1]] if i in (0, depth - 1) else [1, 1] for i in range(depth)]"
-    bundle = make_threshold_bundle(tmp_path / "b", slice_priors=end_slices_free, postprocess=False)
+    bundle = make_threshold_bundle(tmp_path / "b", end_slice_prior=[1, [0, 1]], postprocess=False)
     inputs = tmp_path / "in"
     inputs.mkdir()
     stack = np.stack([disc(21), ring(21), ring(21), disc(21)], axis=-1).astype(np.float32)
