@@ -40,7 +40,12 @@ _EXPORTS = {
 }
 
 
+_SUBPACKAGES = ("data", "engines", "handlers", "inference", "losses", "metrics", "ph", "transforms")
+
+
 def __getattr__(name: str):
+    if name in _SUBPACKAGES:  # ``import monai_topo`` then ``monai_topo.data.ensure_dataset``, as in bundle configs
+        return importlib.import_module(f"monai_topo.{name}")
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f"monai_topo.{_EXPORTS[name]}"), name)
         globals()[name] = value  # later look-ups skip this function
@@ -49,7 +54,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    return sorted({*globals(), *_EXPORTS, *_SUBPACKAGES})
 
 
 __version__ = "0.1.0"

@@ -48,6 +48,7 @@ def test_top_level_names_load_on_first_use():
 
     assert monai_topo.TopologicalPriorLoss is TopologicalPriorLoss
     assert monai_topo.SemiSupervisedTrainer is SemiSupervisedTrainer
+    assert monai_topo.data.ensure_dataset is monai_topo.ensure_dataset  # bundle configs: import monai_topo
     assert set(monai_topo.__all__) <= set(dir(monai_topo))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         monai_topo.nope  # noqa: B018

@@ -288,6 +288,22 @@ def topology_inferer(parser: ConfigParser) -> SliceWiseInferer:
     )
 
 
+def check_prior(prior, spatial_dims: int | None) -> None:
+    """Validate a prior given for every item; ``spatial_dims`` None (unknown): as many as it has numbers.
+
+    Raises
+    ------
+    ValueError
+        Not a prior for ``spatial_dims`` dimensions (also what ``parse_prior`` raises as TypeError).
+    """
+    if spatial_dims is None:
+        spatial_dims = len(prior) if isinstance(prior, (list, tuple)) and 1 <= len(prior) <= 3 else 2
+    try:
+        parse_prior(prior, spatial_dims, name="prior")
+    except TypeError as error:
+        raise ValueError(str(error)) from None
+
+
 def load_bundle(
     parser: ConfigParser, device: str | torch.device | None = None, prior=None, postprocess: bool | None = None
 ) -> InferenceBundle:
@@ -316,8 +332,7 @@ def load_bundle(
     device = torch.device(parser.get_parsed_content("device"))
     inferer = topology_inferer(parser)
     if prior is not None:
-        if inferer.spatial_dims is not None:
-            parse_prior(prior, inferer.spatial_dims, name="prior")
+        check_prior(prior, inferer.spatial_dims)
         inferer.prior, inferer.end_slice_prior = prior, None
     if postprocess is not None:
         inferer.refine = bool(postprocess)
