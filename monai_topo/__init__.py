@@ -19,8 +19,8 @@ _EXPORTS = {
     "PersistenceMatchingLoss": "losses",
     "TopologicalPriorLoss": "losses",
     "TopologicalWrapperLoss": "losses",
-    "parse_prior": "losses",
-    "prior_satisfied": "losses",
+    "parse_prior": "priors",
+    "prior_satisfied": "priors",
     "BettiErrorMetric": "metrics",
     "TopologicalCorrectnessMetric": "metrics",
     "VariationOfInformationMetric": "metrics",
@@ -40,7 +40,8 @@ _EXPORTS = {
 }
 
 
-_SUBPACKAGES = ("data", "engines", "handlers", "inference", "losses", "metrics", "ph", "transforms")
+_SUBPACKAGES = ("data", "engines", "handlers", "inference", "losses", "metrics", "ph", "priors", "transforms",
+                "validation")
 
 
 def __getattr__(name: str):

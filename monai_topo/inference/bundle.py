@@ -19,7 +19,7 @@ from monai.transforms import Compose, Invertd, SaveImage, SaveImaged
 
 import monai_topo
 from monai_topo.inference.slicewise import SliceWiseInferer
-from monai_topo.losses import parse_prior
+from monai_topo.priors import parse_prior
 
 BUNDLES_ENV = "MONAI_TOPO_BUNDLES"
 """Environment variable with extra folders (``os.pathsep``-separated) searched for bundle names."""

@@ -17,7 +17,7 @@ import torch
 from monai.inferers import Inferer, SimpleInferer
 from monai.utils import convert_to_dst_type
 
-from monai_topo.losses import parse_prior
+from monai_topo.priors import parse_prior
 from monai_topo.transforms import refine_with_topology
 
 RESERVED_REFINE_ARGS = ("prior", "network", "image", "inferer", "class_priors")
@@ -45,7 +45,8 @@ def slice_priors(depth: int, prior, end_slice_prior=None, end_slices: int = 1) -
 
 
 def _as_logits(probs: torch.Tensor, sigmoid: bool, softmax: bool) -> torch.Tensor:
-    """Logits whose activation gives ``probs`` back, so the refined output fits a logit post-processing."""
+    """Logits whose activation gives ``probs`` back, so the refined output fits a logit post-processing
+    (another activation, ``other_act``, is not inverted: the bundle's post-processing must expect that)."""
     eps = torch.finfo(probs.dtype).eps
     if sigmoid:
         return torch.logit(probs, eps=eps)
@@ -151,9 +152,11 @@ class SliceWiseInferer(Inferer):
             options["iterations"] = 0  # the network's own output, with the Betti numbers it has
         with torch.enable_grad():  # engines evaluate under no_grad; Eq. 5 needs gradients
             probs, record = refine_with_topology(network, item, prior, **options)
-        sigmoid = options.get("sigmoid", refine_with_topology.__kwdefaults__["sigmoid"])
-        softmax = options.get("softmax", refine_with_topology.__kwdefaults__["softmax"])
-        return _as_logits(probs, sigmoid, softmax), record
+        softmax = bool(options.get("softmax"))
+        sigmoid = options.get("sigmoid")
+        if sigmoid is None:  # refine_with_topology's default: sigmoid unless another activation is given
+            sigmoid = not (softmax or options.get("other_act") is not None)
+        return _as_logits(probs, bool(sigmoid), softmax), record
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
         """Logits ``(B, C, *spatial)`` of a batch ``(B, C_in, *spatial)``, item by item."""
