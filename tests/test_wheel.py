@@ -73,7 +73,7 @@ def test_copy_and_run_the_placenta_bundle_from_the_wheel(venv):
     (work / "in").mkdir()
     image, _ = placenta_phantom((32, 48, 48), rng=np.random.default_rng(5))
     nib.save(nib.Nifti1Image(image.astype(np.float32), np.eye(4)), work / "in" / "scan.nii.gz")
-    refine = json.dumps({"iterations": 2, "lambda_topo": 0.005, "lr": 1e-4, "sigmoid": True})
+    refine = repr({"iterations": 2, "lambda_topo": 0.005, "lr": 1e-4, "sigmoid": True})  # fire reads literals
     _run([python, "-m", "monai.bundle", "run", "--bundle_root", copied, "--config_file",
           copied / "configs" / "inference.json", "--input_dir", work / "in", "--output_dir", work / "by_bundle",
           "--refine_args", refine], cwd=work, env=env)
