@@ -478,6 +478,8 @@ def _setup_cases(bundle: Path, tmp_path: Path) -> dict:
     return {
         "output under a file": ([str(bundle), str(tmp_path / "file.txt" / "out")], "is a file"),
         "output not creatable": ([str(bundle), "/proc/monai-topo-out"], "not writable"),
+        "output in the package": ([str(bundle), str(Path(batch.__file__).parents[1] / "bundles" / "out")],
+                                  "inside the package folder"),
         "prior {}": ([str(bundle), str(tmp_path / "o1"), "--prior", "{}"], "prior"),
         "device gpu0": ([str(bundle), str(tmp_path / "o2"), "--device", "gpu0"], "not a torch device name"),
         "device cuda on a CPU build": ([str(bundle), str(tmp_path / "o3"), "--device", "cuda"], "not available"),

@@ -22,6 +22,7 @@ from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd
 from monai.utils import MetaKeys
 from tqdm import tqdm
 
+import monai_topo
 from monai_topo.inference.atomic import atomic_path, remove_temporaries
 from monai_topo.inference.bundle import InferenceBundle, load_bundle, read_inference_config, resolve_bundle
 from monai_topo.inference.cases import check_output_folder, find_cases, source_folders
@@ -326,6 +327,9 @@ def run_batch(
         )
     read_from = source_folders(source, cases) | (source_folders(labels, label_paths) if labels is not None else set())
     output = check_output_folder(output, read_from)
+    package = Path(monai_topo.__file__).resolve().parent  # holds the shipped bundles in a wheel install
+    if package in [output, *output.parents]:
+        raise ValueError(f"output folder {output} is inside the package folder {package}; write elsewhere.")
     if device is None and "device" in parser:
         device = parser.get_parsed_content("device")
     requested = check_device(device if device is not None else ("cuda:0" if torch.cuda.is_available() else "cpu"))
