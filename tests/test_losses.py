@@ -465,3 +465,14 @@ def test_downsample_scores_the_max_pooled_map_and_reaches_full_resolution():
         TopologicalPriorLoss(prior=(1, 1), downsample=0)
     with pytest.raises(ValueError, match="downsample_mode"):
         TopologicalPriorLoss(prior=(1, 1), downsample=2, downsample_mode="median")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [({"sigmoid": "true"}, TypeError, "sigmoid"), ({"sigmoid": 1}, TypeError, "sigmoid"),
+     ({"include_background": "no"}, TypeError, "include_background"), ({"num_workers": "2"}, TypeError, "num_workers"),
+     ({"num_workers": 0}, ValueError, "num_workers")],
+)
+def test_loss_flags_are_checked_at_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TopologicalPriorLoss(prior=(1, 1), **kwargs)

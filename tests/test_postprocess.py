@@ -239,9 +239,9 @@ def test_bad_input(ring_net):
     with pytest.raises(ValueError, match="image contains NaN"):
         refine_with_topology(ring_net, torch.full((1, 32, 32), float("nan")), prior=(1, 1))
     for name, value, error in [
-        ("threshold", 1.5, ValueError), ("threshold", 0.0, ValueError), ("threshold", float("nan"), ValueError),
+        ("threshold", 1.5, ValueError), ("threshold", -0.1, ValueError), ("threshold", float("nan"), ValueError),
         ("lambda_topo", "0.01", TypeError), ("lambda_topo", -1.0, ValueError), ("lr", None, TypeError),
-        ("roi_threshold", 0.6, ValueError),
+        ("roi_threshold", 0.6, ValueError), ("iterations", 2.5, TypeError), ("train_frozen", "no", TypeError),
     ]:
         with pytest.raises(error, match=name):
             refine_with_topology(ring_net, image, prior=(1, 1), **{name: value})

@@ -186,3 +186,8 @@ def test_every_consumer_gives_each_item_its_own_prior(batch_size):
     records = [item["pred"].meta["topological_postprocess"] for item in evaluator.state.output]
     assert [r["satisfied_before"] for r in records] == [True] * batch_size
     assert [r["betti_before"] for r in records] == [[tuple(item["prior"])] for item in items]
+
+
+def test_a_single_prior_where_one_per_item_is_expected_names_the_fix():
+    with pytest.raises(ValueError, match=r"single prior \[1, 1\] for 2 items; pass \[\(1, 1\)\] \* 2"):
+        parse_batch_priors([1, 1], 2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
@@ -16,6 +15,7 @@ from monai.transforms import CropForeground, MapTransform, Transform
 
 from monai_topo.losses import TopologicalPriorLoss
 from monai_topo.priors import parse_prior, prior_satisfied
+from monai_topo.validation import check_bool, check_int, check_number, native_array
 from monai_topo.ph import DEFAULT_CONNECTIVITY, betti_numbers
 from monai_topo.transforms.frozen_activations import cache_frozen_activations, last_parameterised_layers
 
@@ -39,19 +39,6 @@ def _make_optimizer(optimizer, params, lr: float) -> torch.optim.Optimizer:
     raise TypeError(f"optimizer must be a name or a callable(params), got {type(optimizer).__name__}.")
 
 
-def _number(value, name: str, low: float | None = None, high: float | None = None, *, open_low=False, open_high=False):
-    """A finite real number in the given bounds, or a ``TypeError``/``ValueError`` that names it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
-    value = float(value)
-    too_low = low is not None and (value <= low if open_low else value < low)
-    too_high = high is not None and (value >= high if open_high else value > high)
-    if not math.isfinite(value) or too_low or too_high:
-        bounds = f"{'(' if open_low else '['}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}{')' if open_high else ']'}"
-        raise ValueError(f"{name} must be a finite number in {bounds}, got {value!r}.")
-    return value
-
-
 def _first_convolution(network: torch.nn.Module) -> torch.nn.modules.conv._ConvNd | None:
     return next((m for m in network.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)), None)
 
@@ -59,7 +46,7 @@ def _first_convolution(network: torch.nn.Module) -> torch.nn.modules.conv._ConvN
 def _as_item(image, network: torch.nn.Module) -> torch.Tensor:
     """``image`` as a plain channel-first tensor, checked against the network's first convolution."""
     if isinstance(image, np.ndarray):
-        image = torch.from_numpy(np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("=")))
+        image = torch.from_numpy(native_array(image, "image"))
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"image must be a torch.Tensor or numpy.ndarray (C, *spatial), got {type(image).__name__}.")
     if image.ndim not in (3, 4):
@@ -169,7 +156,7 @@ def refine_with_topology(
     include_background, connectivity
         As in :class:`~monai_topo.losses.TopologicalPriorLoss`.
     threshold : float
-        Probability in (0, 1) at which the output is binarised to check the prior.
+        Probability in [0, 1] at which the output is binarised to check the prior.
     stop_when_satisfied : bool
         Stop as soon as the thresholded output has the prior's Betti numbers (zero steps when it
         already has them).
@@ -220,14 +207,20 @@ def refine_with_topology(
     if not isinstance(network, torch.nn.Module):
         raise TypeError(f"network must be a torch.nn.Module, got {type(network).__name__}.")
     image = _as_item(image, network)
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
-        raise ValueError(f"iterations must be an int >= 0, got {iterations!r}.")
-    lambda_topo = _number(lambda_topo, "lambda_topo", 0)
-    threshold = _number(threshold, "threshold", 0, 1, open_low=True, open_high=True)
+    iterations = check_int(iterations, "iterations", minimum=0)
+    lambda_topo = check_number(lambda_topo, "lambda_topo", 0)
+    threshold = check_number(threshold, "threshold", 0, 1)
     if isinstance(optimizer, str):
-        lr = _number(lr, "lr", 0, open_low=True)
+        lr = check_number(lr, "lr", 0)
     if roi_threshold is not None:
-        roi_threshold = _number(roi_threshold, "roi_threshold", 0, threshold, open_high=True)
+        roi_threshold = check_number(roi_threshold, "roi_threshold", 0, 1)
+        if roi_threshold >= threshold:
+            raise ValueError(
+                f"roi_threshold={roi_threshold} must be below threshold={threshold}: outside the region the "
+                "initial prediction is kept, which must not hold foreground the refinement cannot see."
+            )
+    for name, flag in (("stop_when_satisfied", stop_when_satisfied), ("train_frozen", train_frozen)):
+        check_bool(flag, name)
     spatial_ndim = image.ndim - 1
     if prior is not None:
         prior = parse_prior(prior, spatial_ndim)
