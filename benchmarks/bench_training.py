@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -39,6 +40,7 @@ from bench_ph import machine, median_time, peak_memory_mb, probability_maps  # n
 from monai_topo.data import myocardium_phantom, placenta_phantom  # noqa: E402
 from monai_topo.losses import PersistenceMatchingLoss, TopologicalPriorLoss  # noqa: E402
 from monai_topo.ph import betti_numbers  # noqa: E402
+from monai_topo import threads as threads_module  # noqa: E402
 from monai_topo.threads import configure_threads  # noqa: E402
 from monai_topo.transforms import refine_with_topology  # noqa: E402
 
@@ -50,12 +52,12 @@ SIZES = {
               "whole_iterations": 2, "fast_iterations": 2},
     "default": {"loss_2d": (16, 256, 256), "loss_3d": (1, 64, 128, 128), "step": (16, 128, 128), "slice": 64,
                 "volume": (32, 48, 48), "train_steps": 150, "refine_items": 8, "iterations": 100,
-                "large_volumes": [(64, 128, 128)], "patch": (32, 64, 64), "patch_steps": 120, "large_items": 3,
-                "whole_iterations": 20, "fast_iterations": 30},
+                "large_volumes": [(64, 128, 128)], "patch": (32, 64, 64), "patch_steps": 60, "large_items": 2,
+                "whole_iterations": 8, "fast_iterations": 15},
     "full": {"loss_2d": (16, 256, 256), "loss_3d": (1, 96, 240, 256), "step": (16, 128, 128), "slice": 64,
              "volume": (32, 48, 48), "train_steps": 150, "refine_items": 8, "iterations": 100,
-             "large_volumes": [(96, 240, 256)], "patch": (32, 64, 64), "patch_steps": 120,
-             "large_items": 2, "whole_iterations": 10, "fast_iterations": 20},
+             "large_volumes": [(96, 240, 256)], "patch": (32, 64, 64), "patch_steps": 60,
+             "large_items": 1, "whole_iterations": 4, "fast_iterations": 8},
 }
 # Eq. 5 per volume, λ = 0.005 (the paper's placenta setting), Adam, stop once the output is one blob.
 # The fast modes refine the last two decoder stages of the placenta U-Net (7 parameterised layers),
@@ -210,7 +212,7 @@ def volume_refinement_rows(size: dict) -> list[dict]:
     """Eq. 5 per large volume for each refinement mode: seconds, iterations, share fixed, Dice change."""
     rows = []
     for shape in size["large_volumes"]:
-        n_train = 4
+        n_train = 2
         pairs = [placenta_phantom(shape, rng=k) for k in range(n_train + size["large_items"])]
         net = _train_on_patches(bundle_network("placenta_topo"), [i for i, _ in pairs[:n_train]],
                                 [l for _, l in pairs[:n_train]], size["patch"], size["patch_steps"])
@@ -234,7 +236,7 @@ def volume_refinement_rows(size: dict) -> list[dict]:
                          "iterations": iterations, "fixed": f"{fixed}/{wrong}",
                          "dice before": float(np.mean([d[0] for d in dice_change])),
                          "dice after": float(np.mean([d[1] for d in dice_change]))})
-            print(rows[-1], flush=True)
+            print(rows[-1], file=sys.stderr, flush=True)  # progress of a long run
     return rows
 
 
@@ -266,6 +268,31 @@ def training_step_3d_rows(size: dict, repeats: int) -> list[dict]:
     return rows
 
 
+def thread_policy_rows(size: dict, repeats: int) -> list[dict]:
+    """30 Eq. 5 steps on a 2D slice with torch on every core, then with the package's thread policy.
+
+    Run it once on an idle machine and once with a core kept busy (e.g. ``python -c "while True: pass" &``).
+    """
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / "cardiac_myocardium_topo" / "configs" / "train.json"))
+    torch.manual_seed(0)
+    net = parser.get_parsed_content("network_def").eval()
+    image = torch.from_numpy(myocardium_phantom(size["slice"], rng=0)[0])[None]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    rows = []
+    for name, threads in (("torch on every core (before)", cores), ("configure_threads() (after)", None)):
+        used = configure_threads(threads)
+
+        def steps():
+            refine_with_topology(net, image, (1, 1), iterations=30, stop_when_satisfied=False)
+
+        steps()  # warm-up
+        seconds, runs = median_time(steps, repeats)
+        rows.append({"setting": name, "threads": used, "seconds": seconds, "runs": runs,
+                     "busy cores": threads_module.busy_cores()})
+    return rows
+
+
 def markdown(results: dict) -> str:
     lines = ["Loss forward + backward (s, median):", "", "| workload | loss | s | runs | peak MB (3D) |",
              "|---|---|---:|---:|---:|"]
@@ -291,6 +318,10 @@ def markdown(results: dict) -> str:
     lines += [f"| {r['volume']} | {r['mode']} | {r['cap']} | {r['items']} | {r['median s']:.1f} | {r['max s']:.1f} | "
               f"{', '.join(map(str, r['iterations']))} | {r['fixed']} | {r['dice before']:.3f} | {r['dice after']:.3f} |"
               for r in results["volumes"]]
+    lines += ["", f"30 Eq. 5 steps on a {results.get('slice', '')} slice by thread setting (s, median):", "",
+              "| setting | threads | s | runs | other runnable tasks at the end |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['setting']} | {r['threads']} | {r['seconds']:.2f} | {r['runs']} | {r['busy cores']:.0f} |"
+              for r in results["threads"]]
     lines += ["", "Training step of the placenta U-Net on patches (s, median):", "", "| step | batch | s | runs |",
               "|---|---|---:|---:|"]
     lines += [f"| {r['step']} | {r['batch']} | {r['seconds']:.3f} | {r['runs']} |" for r in results["steps_3d"]]
@@ -303,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--size", choices=list(SIZES), default="default")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell (median)")
     parser.add_argument("--out", help="also write the markdown tables to this file")
-    parser.add_argument("--only", choices=["losses", "steps", "refinement", "volumes", "steps_3d"], nargs="+",
+    parser.add_argument("--only", choices=["losses", "steps", "refinement", "volumes", "steps_3d", "threads"], nargs="+",
                         help="run only these parts (default: all)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -313,8 +344,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     start = time.perf_counter()
     parts = {"losses": lambda: loss_rows(size, args.repeats), "steps": lambda: training_step_rows(size, args.repeats),
              "refinement": lambda: refinement_rows(size), "volumes": lambda: volume_refinement_rows(size),
-             "steps_3d": lambda: training_step_3d_rows(size, args.repeats)}
+             "steps_3d": lambda: training_step_3d_rows(size, args.repeats),
+             "threads": lambda: thread_policy_rows(size, args.repeats)}
     results = {name: run() if args.only is None or name in args.only else [] for name, run in parts.items()}
+    results["slice"] = f"{size['slice']}×{size['slice']}"
     report = f"Machine: {machine()}; torch threads {threads} (monai_topo.threads.configure_threads)\n\n{markdown(results)}\n\n(total {time.perf_counter() - start:.0f} s)\n"
     print(report)
     if args.out:

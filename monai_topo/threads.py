@@ -61,9 +61,16 @@ def ph_num_threads() -> int:
     return max(1, min(threads, _available_cores()))
 
 
-def _busy_cores() -> float:
+def busy_cores() -> float:
     """Cores kept busy by other processes: the median of a few readings of the runnable tasks
-    (Linux ``/proc/stat``), less this process; elsewhere the one-minute load average."""
+    (Linux ``/proc/stat``), less this process; elsewhere the one-minute load average.
+
+    Examples
+    --------
+    >>> from monai_topo.threads import busy_cores
+    >>> busy_cores() >= 0
+    True
+    """
     try:
         readings = []
         for _ in range(5):
@@ -94,7 +101,7 @@ def default_num_threads() -> int:
     ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     cores = _available_cores()
     # The other ranks of this job are among the busy tasks once they run; count them once.
-    busy = max(0.0, _busy_cores() - (ranks - 1))
+    busy = max(0.0, busy_cores() - (ranks - 1))
     return max(1, min(cores // ranks, int((cores - busy) // ranks)))
 
 

@@ -50,17 +50,17 @@ def test_configure_threads_reads_the_setting(torch_threads, monkeypatch):
 
 def test_default_shares_free_cores_among_ranks(monkeypatch):
     monkeypatch.setattr(threads, "_available_cores", lambda: 8)
-    monkeypatch.setattr(threads, "_busy_cores", lambda: 0.0)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0.0)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert threads.default_num_threads() == 8
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    monkeypatch.setattr(threads, "_busy_cores", lambda: 3.0)  # the three other ranks of this job
+    monkeypatch.setattr(threads, "busy_cores", lambda: 3.0)  # the three other ranks of this job
     assert threads.default_num_threads() == 2
-    monkeypatch.setattr(threads, "_busy_cores", lambda: 7.0)  # and four cores busy with other work
+    monkeypatch.setattr(threads, "busy_cores", lambda: 7.0)  # and four cores busy with other work
     assert threads.default_num_threads() == 1
     monkeypatch.delenv("LOCAL_WORLD_SIZE")
-    monkeypatch.setattr(threads, "_busy_cores", lambda: 1.0)  # one core of eight busy
+    monkeypatch.setattr(threads, "busy_cores", lambda: 1.0)  # one core of eight busy
     assert threads.default_num_threads() == 7
-    monkeypatch.setattr(threads, "_busy_cores", lambda: 20.0)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 20.0)
     assert threads.default_num_threads() == 1
 

@@ -379,7 +379,7 @@ class TopologicalPostprocess(Transform):
     **kwargs
         Any keyword of :func:`refine_with_topology` (``inferer``, ``lambda_topo``, ``lr``,
         ``iterations``, ``optimizer``, ``sigmoid``, ``softmax``, ``connectivity``, ``threshold``,
-        ``stop_when_satisfied``, ``roi_threshold``, ...).
+        ``stop_when_satisfied``, ``roi_threshold``, ``refine_last``, ``cache_frozen``, ...).
 
     Examples
     --------
