@@ -218,7 +218,7 @@ def volume_refinement_rows(size: dict) -> list[dict]:
                                 [l for _, l in pairs[:n_train]], size["patch"], size["patch_steps"])
         for mode, kwargs in VOLUME_MODES.items():
             cap = size["whole_iterations"] if "refine_last" not in kwargs else size["fast_iterations"]
-            seconds, iterations, wrong, fixed, dice_change = [], [], 0, 0, []
+            seconds, iterations, wrong, fixed, dice_change, betti = [], [], 0, 0, [], []
             for image, label in pairs[n_train:]:
                 probs, record = refine_with_topology(net, torch.from_numpy(image)[None], (1, 0, 0), lambda_topo=0.005,
                                                      iterations=cap, **kwargs)
@@ -226,6 +226,7 @@ def volume_refinement_rows(size: dict) -> list[dict]:
                     initial = torch.sigmoid(net(torch.from_numpy(image)[None, None]))[0, 0].numpy() >= 0.5
                 seconds.append(record["seconds"])
                 iterations.append(record["iterations"])
+                betti.append(f"{record['betti_before'][0]}→{record['betti_after'][0]}")
                 truth = label.astype(bool)
                 if not record["satisfied_before"]:
                     wrong += 1
@@ -233,7 +234,7 @@ def volume_refinement_rows(size: dict) -> list[dict]:
                 dice_change.append((_dice(initial, truth), _dice(probs[0].numpy() >= 0.5, truth)))
             rows.append({"volume": "×".join(map(str, shape)), "mode": mode, "cap": cap, "items": len(seconds),
                          "median s": statistics.median(seconds), "max s": max(seconds),
-                         "iterations": iterations, "fixed": f"{fixed}/{wrong}",
+                         "iterations": iterations, "betti": betti, "fixed": f"{fixed}/{wrong}",
                          "dice before": float(np.mean([d[0] for d in dice_change])),
                          "dice after": float(np.mean([d[1] for d in dice_change]))})
             print(rows[-1], file=sys.stderr, flush=True)  # progress of a long run
@@ -313,10 +314,11 @@ def markdown(results: dict) -> str:
               f"{r['median iterations']:.0f} | {r['fixed']} |" for r in results["refinement"]]
     lines += ["", "Eq. 5 per volume by refinement mode (λ = 0.005, placenta U-Net trained on patches inside the "
               "benchmark, stop once one blob):", "",
-              "| volume | mode | iteration cap | volumes | median s | max s | iterations | fixed (of initially wrong) "
-              "| Dice before | Dice after |", "|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+              "| volume | mode | iteration cap | volumes | median s | max s | iterations | Betti before→after "
+              "| fixed (of initially wrong) | Dice before | Dice after |", "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|"]
     lines += [f"| {r['volume']} | {r['mode']} | {r['cap']} | {r['items']} | {r['median s']:.1f} | {r['max s']:.1f} | "
-              f"{', '.join(map(str, r['iterations']))} | {r['fixed']} | {r['dice before']:.3f} | {r['dice after']:.3f} |"
+              f"{', '.join(map(str, r['iterations']))} | {'; '.join(r['betti'])} | {r['fixed']} | "
+              f"{r['dice before']:.3f} | {r['dice after']:.3f} |"
               for r in results["volumes"]]
     lines += ["", f"30 Eq. 5 steps on a {results.get('slice', '')} slice by thread setting (s, median):", "",
               "| setting | threads | s | runs | other runnable tasks at the end |", "|---|---:|---:|---:|---:|"]
@@ -348,7 +350,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "threads": lambda: thread_policy_rows(size, args.repeats)}
     results = {name: run() if args.only is None or name in args.only else [] for name, run in parts.items()}
     results["slice"] = f"{size['slice']}×{size['slice']}"
-    report = f"Machine: {machine()}; torch threads {threads} (monai_topo.threads.configure_threads)\n\n{markdown(results)}\n\n(total {time.perf_counter() - start:.0f} s)\n"
+    report = (f"Machine: {machine()}; torch threads {threads} (monai_topo.threads.configure_threads)\n\n"
+              f"{markdown(results)}\n\n(total {time.perf_counter() - start:.0f} s)\n")
     print(report)
     if args.out:
         Path(args.out).write_text(report)

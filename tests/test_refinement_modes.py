@@ -4,8 +4,8 @@ Each mode, on a 3D U-Net trained here on blobs whose distractors it segments as 
 must fix at least as many of the hard cases as whole-network refinement, keep Dice within 0.15 of
 it (the toy network segments the distractors as confidently as the blob, so removing them shrinks
 the blob and costs Dice in every mode; measured here: whole network 2 of 4 fixed, mean Dice 0.65 ->
-0.56; tail 4 of 4 fixed, 0.65 -> 0.43), and leave the caller's network bit for bit unchanged; the cached activations must give the
-output of a full forward pass of the refined network.
+0.56; tail 4 of 4 fixed, 0.65 -> 0.43), and leave the caller's network bit for bit unchanged; the
+cached activations must give the output of a full forward pass of the refined network.
 """
 
 import copy
@@ -99,11 +99,11 @@ def _tail_copy(net, count):
 def test_cached_activations_equal_a_full_forward_pass(blob_net, count, windowed):
     x = torch.rand(1, 1, 16, 16, 16, generator=torch.Generator().manual_seed(count))
     work = _tail_copy(blob_net, count)
-    run = (lambda: SlidingWindowInferer((8, 8, 8), overlap=0.5)(x, work)) if windowed else (lambda: work(x))
-    first, cached = cache_frozen_activations(work, run)
+    inferer = SlidingWindowInferer((8, 8, 8), overlap=0.5) if windowed else (lambda inputs, network: network(inputs))
+    first, cached = cache_frozen_activations(work, lambda: inferer(x, work))
     assert cached  # the frozen prefix is cached
     with torch.no_grad():
-        torch.testing.assert_close(first, blob_net(x) if not windowed else SlidingWindowInferer((8, 8, 8), overlap=0.5)(x, blob_net))
+        torch.testing.assert_close(first, inferer(x, blob_net))
     # move the refined parameters as a few optimiser steps would, then compare with an uncached network
     generator = torch.Generator().manual_seed(0)
     reference = copy.deepcopy(blob_net).eval()
@@ -112,8 +112,8 @@ def test_cached_activations_equal_a_full_forward_pass(blob_net, count, windowed)
             if p.requires_grad:
                 p.add_(0.05 * torch.randn(p.shape, generator=generator))
                 q.copy_(p)
-        expected = SlidingWindowInferer((8, 8, 8), overlap=0.5)(x, reference) if windowed else reference(x)
-    out = run()
+        expected = inferer(x, reference)
+    out = inferer(x, work)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
     out.sum().backward()  # gradients reach the refined parameters only
     assert all((p.grad is not None) == p.requires_grad for p in work.parameters())
