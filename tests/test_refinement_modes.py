@@ -108,7 +108,7 @@ def test_cached_activations_equal_a_full_forward_pass(blob_net, count, windowed)
     generator = torch.Generator().manual_seed(0)
     reference = copy.deepcopy(blob_net).eval()
     with torch.no_grad():
-        for (name, p), q in zip(work.named_parameters(), reference.parameters()):
+        for p, q in zip(work.parameters(), reference.parameters()):
             if p.requires_grad:
                 p.add_(0.05 * torch.randn(p.shape, generator=generator))
                 q.copy_(p)
