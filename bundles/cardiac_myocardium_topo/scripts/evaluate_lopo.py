@@ -65,9 +65,6 @@ def main() -> None:
     preprocessing, inferer = config.get_parsed_content("preprocessing"), config.get_parsed_content("inferer")
     prior, refine_args = config.get_parsed_content("prior"), dict(config.get_parsed_content("refine_args"))
     threshold = refine_args["threshold"]
-    # The network with its sigmoid and sigmoid=False: Eq. 5 with the activation applied once, also on a
-    # checkout whose refine_with_topology still activates twice (issue 10); equal to the bundle's path once fixed.
-    refine_args["sigmoid"] = False
     invert = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False)
     load = LoadImage(image_only=True, ensure_channel_first=True)
 
@@ -78,7 +75,6 @@ def main() -> None:
         state = torch.load(Path(args.folds_dir) / f"fold_{patient}" / "model.pt", map_location="cpu")
         network.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
         network.eval()
-        activated = torch.nn.Sequential(network, torch.nn.Sigmoid()).eval()
         for item in (i for i in items if patient_of(i["image"]) == patient):
             data = preprocessing({"image": item["image"]})
             label = load(item["label"])[0].numpy() > 0
@@ -94,7 +90,7 @@ def main() -> None:
             row = {"patient": patient, "image": Path(item["image"]).name, "seconds": seconds,
                    "plain": score(on_grid(probs), label, prior)}
             if not args.no_refine:
-                refined, record = refine_with_topology(activated, data["image"], prior, inferer=inferer, **refine_args)
+                refined, record = refine_with_topology(network, data["image"], prior, inferer=inferer, **refine_args)
                 row["refined"] = dict(score(on_grid(refined), label, prior), seconds=record["seconds"],
                                       iterations=record["iterations"])
             rows.append(row)
