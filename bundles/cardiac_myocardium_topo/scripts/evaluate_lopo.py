@@ -56,7 +56,12 @@ def main() -> None:
     parser.add_argument("--folds_dir", required=True, help="holds fold_<patient>/model.pt for every patient")
     parser.add_argument("--output", default="lopo.json")
     parser.add_argument("--no_refine", action="store_true", help="skip Eq. 5")
+    parser.add_argument("--patients", nargs="*", help="score only these patients (e.g. one process per fold)")
+    parser.add_argument("--combine", nargs="*", help="summarise the slices of these outputs instead of scoring")
     args = parser.parse_args()
+    if args.combine:
+        rows = [row for path in args.combine for row in json.loads(Path(path).read_text())["slices"]]
+        return write(rows, args.output)
     torch.manual_seed(0)
 
     config = ConfigParser()
@@ -70,7 +75,7 @@ def main() -> None:
 
     items = sunnybrook_datalist(args.dataset_dir, prior=prior, label_betti=prior)["training"]
     rows = []
-    for patient in sorted({patient_of(i["image"]) for i in items}):
+    for patient in sorted(args.patients or {patient_of(i["image"]) for i in items}):
         network = config.get_parsed_content("network_def", instantiate=True)
         state = torch.load(Path(args.folds_dir) / f"fold_{patient}" / "model.pt", map_location="cpu")
         network.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
@@ -95,8 +100,12 @@ def main() -> None:
                                       iterations=record["iterations"])
             rows.append(row)
             print(json.dumps(row), flush=True)
+    write(rows, args.output)
 
-    summary = {}
+
+def write(rows: list[dict], output: str) -> None:
+    """Means over the slices (and Dice per patient), without and with Eq. 5, to ``output``."""
+    summary = {"slices": len(rows)}
     for key in ("plain", "refined"):
         if all(key in r for r in rows):
             group = [r[key] for r in rows]
@@ -107,7 +116,7 @@ def main() -> None:
     if all("refined" in r for r in rows):
         summary["refinement_seconds_per_slice"] = float(np.mean([r["refined"]["seconds"] for r in rows]))
         summary["refinement_seconds_max"] = float(np.max([r["refined"]["seconds"] for r in rows]))
-    Path(args.output).write_text(json.dumps({"summary": summary, "slices": rows}, indent=1))
+    Path(output).write_text(json.dumps({"summary": summary, "slices": rows}, indent=1))
     print(json.dumps(summary, indent=1))
 
 
