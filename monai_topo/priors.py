@@ -236,6 +236,11 @@ def batch_prior_items(priors, batch_size: int) -> list:
         raise TypeError(f"per-item priors must be a (B, d) tensor or a list of B priors, got {priors!r}.")
     else:
         items = [_plain(p) for p in priors]
+        if items and all(isinstance(p, (int, float)) or p is None for p in items) and not all(p is None for p in items):
+            raise ValueError(
+                f"per-item priors expected (one per item), got the single prior {priors!r} for {batch_size} items; "
+                f"pass [{tuple(items)!r}] * {batch_size}, or give it as prior= at construction."
+            )
     if len(items) != batch_size:
         raise ValueError(f"got {len(items)} per-item priors for a batch of {batch_size} items: {priors!r}.")
     return items

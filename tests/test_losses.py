@@ -330,6 +330,22 @@ def test_wrapper_is_the_weighted_sum():
     )
 
 
+def test_wrapper_equals_dice_plus_eq3_written_from_the_paper():
+    """Value and gradients of Dice + λ·Eq. 3 on sigmoid(logits), the diagrams from gudhi directly."""
+    from eq_reference import eq3
+
+    logits = torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    label = (torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(5)) > 0.5).float()
+    loss_fn = TopologicalWrapperLoss(DiceLoss(sigmoid=True), TopologicalPriorLoss((1, 1), sigmoid=True), 0.3)
+    ours = loss_fn(logits, label)
+    (grad_ours,) = torch.autograd.grad(ours, logits)
+    probs = torch.sigmoid(logits)
+    theirs = DiceLoss(sigmoid=True)(logits, label) + 0.3 * torch.stack([eq3(probs[b, 0], (1, 1)) for b in range(2)]).mean()
+    (grad_theirs,) = torch.autograd.grad(theirs, logits)
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-6)
+    torch.testing.assert_close(grad_ours, grad_theirs)
+
+
 def test_wrapper_rejects_bad_arguments():
     with pytest.raises(ValueError, match="lambda_topo"):
         TopologicalWrapperLoss(DiceLoss(), TopologicalPriorLoss((1,)), lambda_topo=-1)
@@ -449,3 +465,14 @@ def test_downsample_scores_the_max_pooled_map_and_reaches_full_resolution():
         TopologicalPriorLoss(prior=(1, 1), downsample=0)
     with pytest.raises(ValueError, match="downsample_mode"):
         TopologicalPriorLoss(prior=(1, 1), downsample=2, downsample_mode="median")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [({"sigmoid": "true"}, TypeError, "sigmoid"), ({"sigmoid": 1}, TypeError, "sigmoid"),
+     ({"include_background": "no"}, TypeError, "include_background"), ({"num_workers": "2"}, TypeError, "num_workers"),
+     ({"num_workers": 0}, ValueError, "num_workers")],
+)
+def test_loss_flags_are_checked_at_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TopologicalPriorLoss(prior=(1, 1), **kwargs)

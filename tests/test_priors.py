@@ -123,3 +123,71 @@ def test_rows_of_one_tensor_are_one_prior_per_item_even_when_batch_size_equals_d
     assert batch_prior_items(rows, 2) == [[1, 0], [2, 1]]
     collated = [torch.tensor([1, 2]), torch.tensor([0, 1])]
     assert batch_prior_items(collated, 2) == [[1, 0], [2, 1]]
+
+
+# ------------------------------------------------- every consumer, fed by a real DataLoader
+
+
+def _shape_items():
+    """Masks whose Betti numbers are their own, non-symmetric priors: (1, 0), (2, 1), (1, 2)."""
+    from shapes import disc, figure_eight
+
+    canvas = lambda m: np.pad(m, [(0, 40 - n) for n in m.shape]).astype(np.float32)  # noqa: E731
+    ring_and_disc = canvas(ring(21))
+    ring_and_disc[25:35, 25:35] = 1
+    masks = [canvas(disc(21)), ring_and_disc, canvas(figure_eight()[:, :40])]
+    priors = [[1, 0], [2, 1], [1, 2]]
+    assert [betti_numbers(m > 0.5) for m in masks] == [tuple(p) for p in priors]
+    return [{"image": torch.from_numpy(m)[None], "label": torch.from_numpy(m)[None], "prior": p}
+            for m, p in zip(masks, priors)]
+
+
+@pytest.mark.parametrize("batch_size", [2, 3])
+def test_every_consumer_gives_each_item_its_own_prior(batch_size):
+    from eq_reference import eq3
+    from monai.engines import SupervisedEvaluator
+    from monai.handlers import from_engine
+    from monai.transforms import AsDiscreted, Compose
+    from monai_topo.handlers import BettiError, TopologicalCorrectness
+    from monai_topo.losses import TopologicalPriorLoss
+    from monai_topo.metrics import BettiErrorMetric, TopologicalCorrectnessMetric
+    from monai_topo.transforms import TopologicalPostprocessd
+
+    items = _shape_items()[:batch_size]
+    loader = DataLoader(Dataset(items), batch_size=batch_size)
+    batch = next(iter(loader))
+
+    # metrics on the collated batch
+    assert TopologicalCorrectnessMetric(reduction="none")(batch["label"], prior=batch["prior"]).flatten().tolist() == [1.0] * batch_size
+    assert BettiErrorMetric(reduction="none")(batch["label"], prior=batch["prior"]).flatten().tolist() == [0.0] * batch_size
+
+    # the loss, against Eq. 3 per item with gudhi
+    probs = batch["label"] * 0.8 + 0.1
+    loss = TopologicalPriorLoss(reduction="none")(probs, prior=batch["prior"]).flatten()
+    expected = torch.stack([eq3(probs[b, 0], items[b]["prior"]) for b in range(batch_size)])
+    torch.testing.assert_close(loss, expected.float())
+
+    # handlers and the refinement transform inside a MONAI evaluator (postprocessing after decollation)
+    net = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        net.weight.fill_(10.0)
+        net.bias.fill_(-5.0)
+    refine = TopologicalPostprocessd("image", net, prior_key="prior", iterations=3)
+    postprocessing = Compose([refine, AsDiscreted("pred", threshold=0.5)])
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=loader, network=net, postprocessing=postprocessing,
+        key_val_metric={"correct": TopologicalCorrectness(prior_key="prior", output_transform=from_engine(["pred", "label"]))},
+        additional_metrics={"betti_error": BettiError(prior_key="prior", output_transform=from_engine(["pred", "label"]))},
+    )
+    with torch.no_grad():
+        evaluator.run()
+    assert evaluator.state.metrics["correct"] == 1.0
+    assert evaluator.state.metrics["betti_error"] == 0.0
+    records = [item["pred"].meta["topological_postprocess"] for item in evaluator.state.output]
+    assert [r["satisfied_before"] for r in records] == [True] * batch_size
+    assert [r["betti_before"] for r in records] == [[tuple(item["prior"])] for item in items]
+
+
+def test_a_single_prior_where_one_per_item_is_expected_names_the_fix():
+    with pytest.raises(ValueError, match=r"single prior \[1, 1\] for 2 items; pass \[\(1, 1\)\] \* 2"):
+        parse_batch_priors([1, 1], 2)

@@ -9,6 +9,7 @@ from monai.utils import MetricReduction
 from monai_topo.priors import batch_prior_items, parse_batch_priors, parse_prior
 from monai_topo.metrics.base import ReducedMetric, check_binary, segmentation_pair
 from monai_topo.ph import DEFAULT_CONNECTIVITY, betti_numbers, check_connectivity
+from monai_topo.validation import check_bool
 
 
 def _betti_table(masks: torch.Tensor, connectivity: str) -> np.ndarray:
@@ -110,6 +111,7 @@ def compute_betti_error(
             f"got {'both' if y is not None else 'neither'}."
         )
     connectivity = check_connectivity(connectivity)
+    ignore_empty = check_bool(ignore_empty, "ignore_empty")
     y_pred, y = segmentation_pair(y_pred, y, include_background)
     betti_pred = _betti_table(check_binary(y_pred, "y_pred"), connectivity)
     if y is not None:
@@ -147,6 +149,7 @@ class BettiComparisonMetric(ReducedMetric):
     ) -> None:
         super().__init__(include_background, reduction, get_not_nans)
         self.connectivity = check_connectivity(connectivity)
+        ignore_empty = check_bool(ignore_empty, "ignore_empty")
         if prior is not None:
             parse_prior(prior)
             if ignore_empty:
@@ -261,10 +264,12 @@ class BettiErrorMetric(BettiComparisonMetric):
     ) -> None:
         super().__init__(include_background, reduction, get_not_nans, connectivity, prior, ignore_empty)
         if homology_dim is not None and (
-            isinstance(homology_dim, bool) or not isinstance(homology_dim, int) or not 0 <= homology_dim <= 2
+            isinstance(homology_dim, (bool, np.bool_))
+            or not isinstance(homology_dim, (int, np.integer))
+            or not 0 <= homology_dim <= 2
         ):
             raise ValueError(f"homology_dim must be None (the total) or 0, 1 or 2, got {homology_dim!r}.")
-        self.homology_dim = homology_dim
+        self.homology_dim = None if homology_dim is None else int(homology_dim)
 
     def _score(self, errors: torch.Tensor) -> torch.Tensor:
         if self.homology_dim is None:

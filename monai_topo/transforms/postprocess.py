@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
@@ -16,6 +15,7 @@ from monai.transforms import CropForeground, MapTransform, Transform
 
 from monai_topo.losses import TopologicalPriorLoss
 from monai_topo.priors import parse_prior, prior_satisfied
+from monai_topo.validation import check_bool, check_int, check_number, native_array
 from monai_topo.ph import DEFAULT_CONNECTIVITY, betti_numbers
 
 RECORD_KEY = "topological_postprocess"
@@ -38,19 +38,6 @@ def _make_optimizer(optimizer, params, lr: float) -> torch.optim.Optimizer:
     raise TypeError(f"optimizer must be a name or a callable(params), got {type(optimizer).__name__}.")
 
 
-def _number(value, name: str, low: float | None = None, high: float | None = None, *, open_low=False, open_high=False):
-    """A finite real number in the given bounds, or a ``TypeError``/``ValueError`` that names it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
-    value = float(value)
-    too_low = low is not None and (value <= low if open_low else value < low)
-    too_high = high is not None and (value >= high if open_high else value > high)
-    if not math.isfinite(value) or too_low or too_high:
-        bounds = f"{'(' if open_low else '['}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}{')' if open_high else ']'}"
-        raise ValueError(f"{name} must be a finite number in {bounds}, got {value!r}.")
-    return value
-
-
 def _first_convolution(network: torch.nn.Module) -> torch.nn.modules.conv._ConvNd | None:
     return next((m for m in network.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)), None)
 
@@ -58,7 +45,7 @@ def _first_convolution(network: torch.nn.Module) -> torch.nn.modules.conv._ConvN
 def _as_item(image, network: torch.nn.Module) -> torch.Tensor:
     """``image`` as a plain channel-first tensor, checked against the network's first convolution."""
     if isinstance(image, np.ndarray):
-        image = torch.from_numpy(np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("=")))
+        image = torch.from_numpy(native_array(image, "image"))
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"image must be a torch.Tensor or numpy.ndarray (C, *spatial), got {type(image).__name__}.")
     if image.ndim not in (3, 4):
@@ -115,7 +102,7 @@ def refine_with_topology(
     lr: float = 1e-4,
     iterations: int = 100,
     optimizer: str | Callable = "adam",
-    sigmoid: bool = True,
+    sigmoid: bool | None = None,
     softmax: bool = False,
     other_act: Callable | None = None,
     include_background: bool = True,
@@ -132,10 +119,12 @@ def refine_with_topology(
     Minimises ``(1/V)·|f(X; w) − f(X; w_n)|² + λ·L_topo(X; w_n)`` over a copy ``w_n`` of the
     weights ``w``, where ``f`` is the network output after the activation (applied once),
     ``V`` the number of pixels/voxels (the squared differences are summed over channels) and
-    ``L_topo`` the :class:`~monai_topo.losses.TopologicalPriorLoss` of ``f`` (Eq. 3-4). The
+    ``L_topo`` the :class:`~monai_topo.losses.TopologicalPriorLoss` of ``f`` (Eq. 3-4, summed over
+    the scored channels or ``class_priors`` groups). The
     caller's network is never modified. Works inside ``torch.no_grad()``,
     ``torch.inference_mode()`` and ``monai.networks.eval_mode`` (gradients are enabled for the
-    copy only), keeps the network's dtype (float32/float16/bfloat16) and device.
+    copy only), on the network's device; a float16/bfloat16 network is refined in a float32 copy
+    (Adam's updates underflow in half precision), and its own dtype is kept.
 
     Parameters
     ----------
@@ -159,11 +148,12 @@ def refine_with_topology(
         sets its own learning rate).
     sigmoid, softmax, other_act
         The activation that turns the network's logits into probabilities, applied once, as in
-        :class:`~monai_topo.losses.TopologicalPriorLoss`.
+        :class:`~monai_topo.losses.TopologicalPriorLoss`. ``sigmoid`` defaults to True unless
+        ``softmax`` or ``other_act`` is given.
     include_background, connectivity
         As in :class:`~monai_topo.losses.TopologicalPriorLoss`.
     threshold : float
-        Probability in (0, 1) at which the output is binarised to check the prior.
+        Probability in [0, 1] at which the output is binarised to check the prior.
     stop_when_satisfied : bool
         Stop as soon as the thresholded output has the prior's Betti numbers (zero steps when it
         already has them).
@@ -203,17 +193,25 @@ def refine_with_topology(
     if not isinstance(network, torch.nn.Module):
         raise TypeError(f"network must be a torch.nn.Module, got {type(network).__name__}.")
     image = _as_item(image, network)
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
-        raise ValueError(f"iterations must be an int >= 0, got {iterations!r}.")
-    lambda_topo = _number(lambda_topo, "lambda_topo", 0)
-    threshold = _number(threshold, "threshold", 0, 1, open_low=True, open_high=True)
+    iterations = check_int(iterations, "iterations", minimum=0)
+    lambda_topo = check_number(lambda_topo, "lambda_topo", 0)
+    threshold = check_number(threshold, "threshold", 0, 1)
     if isinstance(optimizer, str):
-        lr = _number(lr, "lr", 0, open_low=True)
+        lr = check_number(lr, "lr", 0)
     if roi_threshold is not None:
-        roi_threshold = _number(roi_threshold, "roi_threshold", 0, threshold, open_high=True)
+        roi_threshold = check_number(roi_threshold, "roi_threshold", 0, 1)
+        if roi_threshold >= threshold:
+            raise ValueError(
+                f"roi_threshold={roi_threshold} must be below threshold={threshold}: outside the region the "
+                "initial prediction is kept, which must not hold foreground the refinement cannot see."
+            )
+    for name, flag in (("stop_when_satisfied", stop_when_satisfied), ("train_frozen", train_frozen)):
+        check_bool(flag, name)
     spatial_ndim = image.ndim - 1
     if prior is not None:
         prior = parse_prior(prior, spatial_ndim)
+    if sigmoid is None:
+        sigmoid = not softmax and other_act is None
     topo_loss = TopologicalPriorLoss(
         prior=prior,
         class_priors=class_priors,
@@ -222,6 +220,7 @@ def refine_with_topology(
         sigmoid=sigmoid,
         softmax=softmax,
         other_act=other_act,
+        reduction="sum",  # one item: L_topo is the sum over its scored maps, as Eq. 4 sums dimensions
     )
     reference_param = next(network.parameters(), None)
     if reference_param is None:
@@ -233,8 +232,12 @@ def refine_with_topology(
         # Only the copy is ever put in eval mode, given gradients or stepped: the caller's network,
         # its flags, mode and device stay as they were, whatever happens below.
         work = copy.deepcopy(network).eval()
+        if dtype in (torch.float16, torch.bfloat16):
+            # Adam's second moments underflow in half precision (NaN after a few steps): optimise a
+            # float32 copy, as mixed-precision training keeps float32 master weights.
+            work = work.float()
         params = _trainable(work, train_frozen)
-        x = image.to(device=device, dtype=dtype).clone()[None]
+        x = image.to(device=device, dtype=next(work.parameters()).dtype).clone()[None]
 
         def predict(inputs: torch.Tensor) -> torch.Tensor:
             logits = inferer(inputs, work) if inferer is not None else work(inputs)
