@@ -152,7 +152,7 @@ def sunnybrook_datalist(
                 "Point dataset_dir at your data, or set generate_synthetic=True (bundle: --generate_synthetic True) "
                 "to train on generated phantoms."
             )
-        datalist_path = Path(ensure_dataset(root, "myocardium", **(synthetic_data or {})))
+        datalist_path = Path(ensure_dataset(root, "myocardium", generate_synthetic=True, **(synthetic_data or {})))
     if datalist_path.is_file():
         listing = json.loads(datalist_path.read_text())
         if "labelled" not in listing and "training" not in listing:

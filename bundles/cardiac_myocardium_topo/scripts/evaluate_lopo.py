@@ -10,7 +10,8 @@ then score every labelled slice of each patient with the weights of the fold tha
     python bundles/cardiac_myocardium_topo/scripts/evaluate_lopo.py --dataset_dir ../shared/data/sunnybrook_myo \
         --folds_dir FOLDS --output lopo.json
 
-Each slice goes through the bundle's own ``preprocessing``, ``inferer`` and ``refine_args`` (inference.json);
+Each slice goes through the bundle's own ``preprocessing``, ``window_inferer`` and ``refine_args`` (inference.json;
+what its ``inferer`` does on a 2D item);
 the prediction is resampled back to the slice's grid (``Invertd``) and scored there against the original mask
 at threshold 0.5: Dice, whether it is one ring (Betti numbers equal to ``prior``), and the Betti error
 Σ_k |β_k(pred) − β_k(label)| (full connectivity), without and with the Eq. 5 refinement.
@@ -67,7 +68,7 @@ def main() -> None:
     config = ConfigParser()
     config.read_config(str(BUNDLE / "configs" / "inference.json"))
     config["bundle_root"] = str(BUNDLE)
-    preprocessing, inferer = config.get_parsed_content("preprocessing"), config.get_parsed_content("inferer")
+    preprocessing, inferer = config.get_parsed_content("preprocessing"), config.get_parsed_content("window_inferer")
     prior, refine_args = config.get_parsed_content("prior"), dict(config.get_parsed_content("refine_args"))
     threshold = refine_args["threshold"]
     invert = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False)
