@@ -63,7 +63,7 @@ def _slice_location(path: str, phases: int) -> tuple[str, int] | None:
 def _scan_folder(root: Path) -> dict[str, list[dict]]:
     """Layout 3: pair ``images/X`` with ``labels/X``; ``unlabelled/*`` and unpaired images are unlabelled."""
     def files(folder: str) -> list[Path]:
-        return sorted(p for p in (root / folder).glob("*") if p.name.endswith(IMAGE_SUFFIXES)) if (
+        return sorted(p for p in (root / folder).glob("[!.]*") if p.name.endswith(IMAGE_SUFFIXES)) if (
             root / folder).is_dir() else []
 
     labels = {p.name: p for p in files("labels")}
@@ -114,8 +114,9 @@ def sunnybrook_datalist(
         myocardium is known to have it. None keeps all unlabelled frames. Frames not named this
         way, and frames of patients with no labelled frame, are kept.
     generate_synthetic : bool
-        When ``dataset_dir`` holds no data, generate the phantom dataset there
-        (:func:`~monai_topo.data.ensure_dataset`) instead of raising.
+        When ``dataset_dir`` holds no ``datalist.json``, generate the phantom dataset there
+        (:func:`~monai_topo.data.ensure_dataset`) instead of reading ``images/`` and ``labels/`` or
+        raising.
     synthetic_data : dict or None
         Keyword arguments of :func:`~monai_topo.data.generate_dataset` for ``generate_synthetic``.
 
@@ -143,16 +144,17 @@ def sunnybrook_datalist(
     >>> {name: len(items) for name, items in splits.items()}
     {'training': 2, 'validation': 1, 'unlabelled': 1}
     """
-    root = Path(dataset_dir)
+    root = Path(dataset_dir).resolve()
     datalist_path = root / DATALIST_NAME
-    if not datalist_path.is_file() and not (root / "labels").is_dir():
-        if not generate_synthetic:
-            raise FileNotFoundError(
-                f"dataset_dir={str(dataset_dir)!r} holds neither a {DATALIST_NAME} nor images/ and labels/ folders. "
-                "Point dataset_dir at your data, or set generate_synthetic=True (bundle: --generate_synthetic True) "
-                "to train on generated phantoms."
-            )
+    if not datalist_path.is_file() and generate_synthetic:
+        # Before looking for images/ and labels/: every rank of a torchrun job may be generating them now.
         datalist_path = Path(ensure_dataset(root, "myocardium", generate_synthetic=True, **(synthetic_data or {})))
+    if not datalist_path.is_file() and not (root / "labels").is_dir():
+        raise FileNotFoundError(
+            f"dataset_dir={str(dataset_dir)!r} holds neither a {DATALIST_NAME} nor images/ and labels/ folders. "
+            "Point dataset_dir at your data, or set generate_synthetic=True (bundle: --generate_synthetic True) "
+            "to train on generated phantoms."
+        )
     if datalist_path.is_file():
         listing = json.loads(datalist_path.read_text())
         if "labelled" not in listing and "training" not in listing:
