@@ -10,6 +10,7 @@
 """
 
 from monai_topo.losses.base import TopologicalLoss
+from monai_topo.losses.betti_matching import BettiMatchingLoss, betti_matching_loss, loss_from_matching
 from monai_topo.losses.matching import PersistenceMatchingLoss, matching_loss_from_diagrams, wasserstein2_squared
 from monai_topo.losses.prior import TopologicalPriorLoss, prior_loss_from_diagram
 from monai_topo.losses.priors import (
@@ -22,6 +23,9 @@ from monai_topo.losses.priors import (
 from monai_topo.losses.wrapper import TopologicalWrapperLoss
 
 __all__ = [
+    "BettiMatchingLoss",
+    "betti_matching_loss",
+    "loss_from_matching",
     "BettiPrior",
     "PersistenceMatchingLoss",
     "TopologicalLoss",
