@@ -37,6 +37,7 @@ voxels: the first voxel, in C order, of the cell's voxels that has its value.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,6 @@ from numba import njit
 
 from monai_topo.ph.unionfind import descending_order
 
-OUTSIDE = -2  # the outside of the image in the dual union-find (a top cell present from the start)
 
 
 # --- the Khalimsky grid -------------------------------------------------------------------------
@@ -76,98 +76,89 @@ def khalimsky_values(x: np.ndarray, full: bool) -> np.ndarray:
     return k
 
 
-@njit(cache=True, nogil=True)
-def _coords(c, kshape):
-    z, rest = divmod(c, kshape[1] * kshape[2])
-    y, x = divmod(rest, kshape[2])
-    return z, y, x
+@dataclass(frozen=True)
+class Layout:
+    """The cells of one grid shape and construction, in tie order, with their boundaries.
 
-
-@njit(cache=True, nogil=True)
-def cells_of_dim(kshape, dim, full, flat_z):
-    """Flat Khalimsky indices of the cells of dimension ``dim``, in tie order.
-
-    Tie order: for the V-construction, Betti-Matching-3D's cube index (lower corner voxel, then
-    type: the spanned axis of an edge, the normal axis of a square); for the T-construction the
-    flat index. ``flat_z``: a 2D image laid out as ``(1, H, W)``, whose first axis spans nothing.
+    Cells are named by their flat Khalimsky index; vertices and top cells also get a compact id,
+    their position in ``vertices`` / ``tops`` (``len(tops)`` is the outside). Tie order: for the
+    V-construction Betti-Matching-3D's cube index (lower corner voxel, then the type: the spanned
+    axis of an edge, the normal axis of a square), for the T-construction the flat index.
     """
-    kd, kh, kw = kshape
-    cells = np.empty(kd * kh * kw, np.int64)
-    n = 0
+
+    kshape: tuple[int, ...]
+    vertices: np.ndarray  # 0-cells
+    tops: np.ndarray  # top cells
+    edges: np.ndarray  # 1-cells
+    edge_ends: np.ndarray  # (n, 2) vertex ids
+    facets: np.ndarray  # (d-1)-cells
+    facet_ends: np.ndarray  # (n, 2) top ids on either side, len(tops) beyond the grid
+    square_edges: np.ndarray  # (n, 4) positions in ``edges`` of each facet's edges (volumes only)
+
+
+def _cells_in_tie_order(kshape: tuple[int, ...], dim: int, full: bool) -> np.ndarray:
+    coords = np.indices(kshape).reshape(len(kshape), -1)
+    odd = coords % 2
+    flat = np.flatnonzero(odd.sum(0) == dim)
     if full:
-        for c in range(kd * kh * kw):
-            z, y, x = _coords(c, kshape)
-            odd = (0 if flat_z else z & 1) + (y & 1) + (x & 1)
-            if odd == dim:
-                cells[n] = c
-                n += 1
-        return cells[:n]
-    nd, nh, nw = (kd + 1) // 2, (kh + 1) // 2, (kw + 1) // 2
-    for vz in range(nd):
-        for vy in range(nh):
-            for vx in range(nw):
-                for t in range(3):  # spanned or normal axis, in the order of the axes
-                    if dim == 0 or (dim == 3 - int(flat_z)):
-                        if t > 0:
-                            break
-                        oz, oy, ox = (0, 0, 0) if dim == 0 else (0 if flat_z else 1, 1, 1)
-                    elif dim == 1:
-                        if flat_z and t == 0:
-                            continue
-                        oz, oy, ox = int(t == 0), int(t == 1), int(t == 2)
-                    else:  # squares of a volume
-                        oz, oy, ox = int(t != 0), int(t != 1), int(t != 2)
-                    z, y, x = 2 * vz + oz, 2 * vy + oy, 2 * vx + ox
-                    if z < kd and y < kh and x < kw:
-                        cells[n] = (z * kh + y) * kw + x
-                        n += 1
-    return cells[:n]
+        return flat
+    odd = odd[:, flat]
+    # the type: the spanned axis of an edge, the normal axis of a (d-1)-cell (0 for the others)
+    kind = np.argmax(odd, 0) if dim == 1 else (np.argmin(odd, 0) if dim == len(kshape) - 1 else 0)
+    corner = np.ravel_multi_index(tuple(coords[:, flat] // 2), tuple((n + 1) // 2 for n in kshape))
+    return flat[np.argsort(corner * 3 + kind, kind="stable")]
 
 
-@njit(cache=True, nogil=True)
-def _faces(c, kshape, flat_z, out):
-    """The facets of cell ``c`` (one step along each spanned axis), written to ``out``; their count."""
-    z, y, x = _coords(c, kshape)
-    strides = (kshape[1] * kshape[2], kshape[2], 1)
-    coords = (z, y, x)
-    n = 0
-    for a in range(3):
-        if (a == 0 and flat_z) or coords[a] & 1 == 0:
-            continue
-        out[n] = c - strides[a]
-        out[n + 1] = c + strides[a]
-        n += 2
-    return n
-
-
-@njit(cache=True, nogil=True)
-def _cofaces_of_facet(c, kshape, flat_z):
-    """The two top cells on either side of a (d-1)-cell, ``OUTSIDE`` beyond the grid."""
-    z, y, x = _coords(c, kshape)
-    strides = (kshape[1] * kshape[2], kshape[2], 1)
-    coords = (z, y, x)
-    for a in range(3):
-        if (a == 0 and flat_z) or coords[a] & 1 == 1:
-            continue
-        below = c - strides[a] if coords[a] > 0 else OUTSIDE
-        above = c + strides[a] if coords[a] < kshape[a] - 1 else OUTSIDE
-        return below, above
-    return OUTSIDE, OUTSIDE
+@functools.lru_cache(maxsize=16)
+def layout(kshape: tuple[int, ...], full: bool) -> Layout:
+    """The :class:`Layout` of a Khalimsky grid ``kshape`` (cached: a batch shares one)."""
+    ndim = len(kshape)
+    size = int(np.prod(kshape))
+    strides = [int(np.prod(kshape[a + 1:])) for a in range(ndim)]
+    vertices = _cells_in_tie_order(kshape, 0, full)
+    tops = _cells_in_tie_order(kshape, ndim, full)
+    edges = _cells_in_tie_order(kshape, 1, full)
+    facets = edges if ndim == 2 else _cells_in_tie_order(kshape, ndim - 1, full)
+    compact = np.full(size, -1, np.int64)
+    for cells in (vertices, tops, edges, facets):
+        compact[cells] = np.arange(cells.size)
+    edge_coords = np.stack(np.unravel_index(edges, kshape))
+    axis = np.argmax(edge_coords % 2, 0)
+    step = np.asarray(strides)[axis]
+    edge_ends = np.stack([compact[edges - step], compact[edges + step]], 1).astype(np.int32)
+    facet_coords = np.stack(np.unravel_index(facets, kshape))
+    axis = np.argmin(facet_coords % 2, 0)
+    step = np.asarray(strides)[axis]
+    position = facet_coords[axis, np.arange(facets.size)]
+    outside = tops.size
+    below = np.where(position > 0, compact[np.clip(facets - step, 0, size - 1)], outside)
+    above = np.where(position < np.asarray(kshape)[axis] - 1, compact[np.clip(facets + step, 0, size - 1)], outside)
+    facet_ends = np.stack([below, above], 1).astype(np.int32)
+    square_edges = np.zeros((0, 4), np.int32)
+    if ndim == 3:
+        faces = []
+        for a in range(3):
+            spanned = facet_coords[a] % 2 == 1
+            for sign in (-1, 1):
+                faces.append(np.where(spanned, facets + sign * strides[a], -1))
+        faces = np.stack(faces, 1)
+        faces = np.sort(faces, 1)[:, 2:]  # the two unused axes gave -1
+        square_edges = compact[faces].astype(np.int32)
+    return Layout(tuple(kshape), vertices, tops, edges, edge_ends, facets, facet_ends, square_edges)
 
 
 @njit(cache=True, nogil=True)
 def _find(parent, i):
-    root = i
-    while parent[root] != root:
-        root = parent[root]
-    while parent[i] != root:
-        parent[i], i = root, parent[i]
-    return root
+    """Root of ``i``, halving the path on the way."""
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
 
 
 @njit(cache=True, nogil=True)
 def _younger(values, a, b):
-    """Of two roots of the primal union-find, the one that dies (lower value, then higher index)."""
+    """Of two roots of the primal union-find, the one that dies (lower value, then higher id)."""
     if values[a] != values[b]:
         return a if values[a] < values[b] else b
     return a if a > b else b
@@ -175,7 +166,7 @@ def _younger(values, a, b):
 
 @njit(cache=True, nogil=True)
 def _younger_dual(values, a, b, outside):
-    """Of two roots of the dual union-find, the one that dies (higher value, then lower index)."""
+    """Of two roots of the dual union-find, the one that dies (higher value, then lower id)."""
     if a == outside or b == outside:
         return b if a == outside else a
     if values[a] != values[b]:
@@ -187,28 +178,24 @@ def _younger_dual(values, a, b, outside):
 
 
 @njit(cache=True, nogil=True)
-def _edge_ends(e, kshape, flat_z, ends):
-    _faces(e, kshape, flat_z, ends)
-    return ends[0], ends[1]
+def bars_dim0(vertex_values, edge_values, edge_ends, order):
+    """Positive-length bars of dimension 0 along the edges in ``order`` (elder rule).
 
-
-@njit(cache=True, nogil=True)
-def bars_dim0(values, edges, kshape, flat_z):
-    """Positive-length bars of dimension 0: ``(births, deaths)`` cells, and the bar born at each vertex."""
-    parent = np.arange(values.size)
-    bar_of_birth = np.full(values.size, -1, np.int64)
-    births = np.empty(edges.size, np.int64)
-    deaths = np.empty(edges.size, np.int64)
-    ends = np.empty(6, np.int64)
+    Returns ``(births, deaths, bar_of_birth)``: vertex ids, edge positions, and the bar born at
+    each vertex (``-1``: none).
+    """
+    parent = np.arange(vertex_values.size, dtype=np.int32)
+    bar_of_birth = np.full(vertex_values.size, -1, np.int64)
+    births = np.empty(vertex_values.size, np.int64)
+    deaths = np.empty(vertex_values.size, np.int64)
     n = 0
-    for e in edges:
-        u, v = _edge_ends(e, kshape, flat_z, ends)
-        ru, rv = _find(parent, u), _find(parent, v)
+    for e in order:
+        ru, rv = _find(parent, edge_ends[e, 0]), _find(parent, edge_ends[e, 1])
         if ru == rv:
             continue
-        young = _younger(values, ru, rv)
+        young = _younger(vertex_values, ru, rv)
         parent[young] = rv if young == ru else ru
-        if values[young] != values[e]:
+        if vertex_values[young] != edge_values[e]:
             births[n], deaths[n] = young, e
             bar_of_birth[young] = n
             n += 1
@@ -216,67 +203,65 @@ def bars_dim0(values, edges, kshape, flat_z):
 
 
 @njit(cache=True, nogil=True)
-def match_dim0(values_c, values_p, values_g, edges_c, kshape, flat_z, bar_p, bar_g):
+def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, bar_g):
     """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in dimension 0.
 
     The union-finds of ``P`` and ``G`` follow ``C``'s merges, so their roots are each ``C``-component's
     eldest vertex by ``P``'s (``G``'s) values: the image bar that ``C``'s edge kills is born at the
     younger of the two.
     """
-    parent_c = np.arange(values_c.size)
-    parent_p = np.arange(values_c.size)
-    parent_g = np.arange(values_c.size)
-    matches = np.empty((edges_c.size, 2), np.int64)
-    ends = np.empty(6, np.int64)
+    parent_c = np.arange(vertex_c.size, dtype=np.int32)
+    parent_p = np.arange(vertex_c.size, dtype=np.int32)
+    parent_g = np.arange(vertex_c.size, dtype=np.int32)
+    matches = np.empty((vertex_c.size, 2), np.int64)
     n = 0
-    for e in edges_c:
-        u, v = _edge_ends(e, kshape, flat_z, ends)
+    for e in order_c:
+        u, v = edge_ends[e, 0], edge_ends[e, 1]
         ru, rv = _find(parent_c, u), _find(parent_c, v)
         if ru == rv:
             continue
-        young = _younger(values_c, ru, rv)
+        young = _younger(vertex_c, ru, rv)
         parent_c[young] = rv if young == ru else ru
         pu, pv = _find(parent_p, u), _find(parent_p, v)
-        young_p = _younger(values_p, pu, pv)
+        young_p = _younger(vertex_p, pu, pv)
         parent_p[young_p] = pv if young_p == pu else pu
         gu, gv = _find(parent_g, u), _find(parent_g, v)
-        young_g = _younger(values_g, gu, gv)
+        young_g = _younger(vertex_g, gu, gv)
         parent_g[young_g] = gv if young_g == gu else gu
-        if values_c[young] != values_c[e] and bar_p[young_p] >= 0 and bar_g[young_g] >= 0:
+        if vertex_c[young] != edge_c[e] and bar_p[young_p] >= 0 and bar_g[young_g] >= 0:
             matches[n, 0], matches[n, 1] = bar_p[young_p], bar_g[young_g]
             n += 1
     return matches[:n]
 
 
 @njit(cache=True, nogil=True)
-def bars_top(values, values_c, facets, kshape, flat_z):
-    """Positive-length bars of the top dimension, and the bar of ``C``'s image each one maps to.
+def bars_top(top_values, facet_values, top_c, facet_ends, order):
+    """Positive-length bars of the top dimension, and where they land in ``C``.
 
-    ``facets`` in the image's own order, read backwards. Returns ``(births, deaths, bar_of_c_root)``:
-    the (d-1)-cell and the top cell of each bar, and for each top cell of ``C`` the bar whose
-    death merges into it in ``C``'s union-find (``-1``: none).
+    The facets in ``order`` (the image's own) are read backwards: union-find of the top cells and
+    the outside, the outside eldest, and ``C``'s union-find (values ``top_c``) following each
+    merge. Returns ``(births, deaths, bar_of_c)``: facet positions, top ids, and for each root of
+    ``C`` the bar whose death merged into it (``-1``: none).
     """
-    outside = values.size
-    parent = np.arange(values.size + 1)
-    parent_c = np.arange(values.size + 1)
-    bar_of_c = np.full(values.size + 1, -1, np.int64)
-    births = np.empty(facets.size, np.int64)
-    deaths = np.empty(facets.size, np.int64)
+    outside = top_values.size
+    parent = np.arange(outside + 1, dtype=np.int32)
+    parent_c = np.arange(outside + 1, dtype=np.int32)
+    bar_of_c = np.full(outside + 1, -1, np.int64)
+    births = np.empty(outside, np.int64)
+    deaths = np.empty(outside, np.int64)
     n = 0
-    for i in range(facets.size - 1, -1, -1):
-        f = facets[i]
-        a, b = _cofaces_of_facet(f, kshape, flat_z)
-        a = outside if a == OUTSIDE else a
-        b = outside if b == OUTSIDE else b
+    for i in range(order.size - 1, -1, -1):
+        f = order[i]
+        a, b = facet_ends[f, 0], facet_ends[f, 1]
         ra, rb = _find(parent, a), _find(parent, b)
         if ra == rb:
             continue
-        young = _younger_dual(values, ra, rb, outside)
+        young = _younger_dual(top_values, ra, rb, outside)
         parent[young] = rb if young == ra else ra
         ca, cb = _find(parent_c, a), _find(parent_c, b)
-        young_c = _younger_dual(values_c, ca, cb, outside)
+        young_c = _younger_dual(top_c, ca, cb, outside)
         parent_c[young_c] = cb if young_c == ca else ca
-        if values[f] != values[young]:
+        if facet_values[f] != top_values[young]:
             births[n], deaths[n] = f, young
             bar_of_c[young_c] = n
             n += 1
@@ -284,46 +269,40 @@ def bars_top(values, values_c, facets, kshape, flat_z):
 
 
 @njit(cache=True, nogil=True)
-def match_top(values_c, facets_c, kshape, flat_z, bar_p_of_c, bar_g_of_c):
+def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
     """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in the top dimension."""
-    outside = values_c.size
-    parent = np.arange(values_c.size + 1)
-    matches = np.empty((facets_c.size, 2), np.int64)
+    outside = top_c.size
+    parent = np.arange(outside + 1, dtype=np.int32)
+    matches = np.empty((outside, 2), np.int64)
     n = 0
-    for i in range(facets_c.size - 1, -1, -1):
-        f = facets_c[i]
-        a, b = _cofaces_of_facet(f, kshape, flat_z)
-        a = outside if a == OUTSIDE else a
-        b = outside if b == OUTSIDE else b
-        ra, rb = _find(parent, a), _find(parent, b)
+    for i in range(order_c.size - 1, -1, -1):
+        f = order_c[i]
+        ra, rb = _find(parent, facet_ends[f, 0]), _find(parent, facet_ends[f, 1])
         if ra == rb:
             continue
-        young = _younger_dual(values_c, ra, rb, outside)
+        young = _younger_dual(top_c, ra, rb, outside)
         parent[young] = rb if young == ra else ra
-        if values_c[f] != values_c[young] and bar_p_of_c[young] >= 0 and bar_g_of_c[young] >= 0:
+        if facet_c[f] != top_c[young] and bar_p_of_c[young] >= 0 and bar_g_of_c[young] >= 0:
             matches[n, 0], matches[n, 1] = bar_p_of_c[young], bar_g_of_c[young]
             n += 1
     return matches[:n]
 
 
 @njit(cache=True, nogil=True)
-def creators(values, facets, kshape, flat_z):
-    """Mask of the (d-1)-cells that join two dual components (they create a top-dimensional class).
+def creators(top_values, facet_ends, order):
+    """Mask of the facets that join two dual components (they create a top-dimensional class).
 
-    Their boundary columns reduce to zero in the middle dimension (the clearing of its reduction).
+    Their boundary columns reduce to zero in the middle dimension: the clearing of its reduction.
     """
-    outside = values.size
-    parent = np.arange(values.size + 1)
-    created = np.zeros(values.size, np.bool_)
-    for i in range(facets.size - 1, -1, -1):
-        f = facets[i]
-        a, b = _cofaces_of_facet(f, kshape, flat_z)
-        a = outside if a == OUTSIDE else a
-        b = outside if b == OUTSIDE else b
-        ra, rb = _find(parent, a), _find(parent, b)
+    outside = top_values.size
+    parent = np.arange(outside + 1, dtype=np.int32)
+    created = np.zeros(order.size, np.bool_)
+    for i in range(order.size - 1, -1, -1):
+        f = order[i]
+        ra, rb = _find(parent, facet_ends[f, 0]), _find(parent, facet_ends[f, 1])
         if ra == rb:
             continue
-        young = _younger_dual(values, ra, rb, outside)
+        young = _younger_dual(top_values, ra, rb, outside)
         parent[young] = rb if young == ra else ra
         created[f] = True
     return created
@@ -360,41 +339,34 @@ def _symmetric_difference(a, b, out):
 
 
 @njit(cache=True, nogil=True)
-def reduce_squares(row_rank, columns, cleared, kshape):
-    """Persistence pairs of edges (rows) and squares (columns) of a volume.
+def reduce_squares(row_rank, square_edges, column_order, cleared):
+    """Persistence pairs of the edges (rows) and squares (columns) of a volume.
 
-    ``row_rank[e]``: the position of edge ``e`` in the rows' order; ``columns``: the squares in the
-    columns' order. A column's pivot is its latest row. Returns ``(pivot rows, columns)`` as cells.
+    ``row_rank[e]``: the position of edge ``e`` in the rows' order; the squares are taken in
+    ``column_order``, skipping ``cleared`` ones. A column's pivot is its latest row. Returns
+    ``(edge positions, square positions)`` of the pairs.
     """
-    n_rows = 0
-    for r in row_rank:
-        n_rows = max(n_rows, r + 1)
-    edge_of_rank = np.full(n_rows, -1, np.int64)
-    for e in range(row_rank.size):
-        if row_rank[e] >= 0:
-            edge_of_rank[row_rank[e]] = e
-    owner = np.full(n_rows, -1, np.int64)  # rank of a pivot -> stored column
-    start = np.zeros(columns.size + 1, np.int64)
-    pool = np.empty(4 * columns.size + 16, np.int64)
+    edge_of_rank = np.empty(row_rank.size, np.int64)
+    edge_of_rank[row_rank] = np.arange(row_rank.size)
+    owner = np.full(row_rank.size, -1, np.int64)  # rank of a pivot -> stored column
+    start = np.zeros(column_order.size + 1, np.int64)
+    pool = np.empty(4 * column_order.size + 16, np.int64)
     used = 0
     n_stored = 0
-    pair_rows = np.empty(columns.size, np.int64)
-    pair_columns = np.empty(columns.size, np.int64)
+    pair_edges = np.empty(column_order.size, np.int64)
+    pair_squares = np.empty(column_order.size, np.int64)
     n_pairs = 0
-    faces = np.empty(6, np.int64)
     work = np.empty(16, np.int64)
     spare = np.empty(16, np.int64)
-    for s in columns:
+    for s in column_order:
         if cleared[s]:
             continue
-        m = _faces(s, kshape, False, faces)
-        for i in range(m):
-            work[i] = row_rank[faces[i]]
-        length = m
+        for i in range(4):
+            work[i] = row_rank[square_edges[s, i]]
+        length = 4
         work[:length].sort()
         while length > 0:
-            pivot = work[length - 1]
-            j = owner[pivot]
+            j = owner[work[length - 1]]
             if j < 0:
                 break
             other = pool[start[j]:start[j + 1]]
@@ -414,15 +386,9 @@ def reduce_squares(row_rank, columns, cleared, kshape):
         used += length
         n_stored += 1
         start[n_stored] = used
-        pair_rows[n_pairs], pair_columns[n_pairs] = edge_of_rank[pivot], s
+        pair_edges[n_pairs], pair_squares[n_pairs] = edge_of_rank[pivot], s
         n_pairs += 1
-    return pair_rows[:n_pairs], pair_columns[:n_pairs]
-
-
-def _ranks(cells_in_order: np.ndarray, size: int) -> np.ndarray:
-    rank = np.full(size, -1, np.int64)
-    rank[cells_in_order] = np.arange(cells_in_order.size)
-    return rank
+    return pair_edges[:n_pairs], pair_squares[:n_pairs]
 
 
 # --- one pair of images ------------------------------------------------------------------------
@@ -473,6 +439,41 @@ def _cell_voxels(cells: np.ndarray, kgrid: np.ndarray, x: np.ndarray, full: bool
     return best
 
 
+def _middle_dimension(cells: Layout, edge, edge_order, square, square_order, cube):
+    """Bars of dimension 1 of ``P`` and ``G`` and their matching, by reduction (see the module notes).
+
+    Lists hold ``P``, ``G``, ``C``. An image bar is matched to ``P``'s bar born at the same edge,
+    and to ``C``'s bar that dies at the same square.
+    """
+    ranks = []
+    for order in edge_order:
+        rank = np.empty(order.size, np.int64)
+        rank[order] = np.arange(order.size)
+        ranks.append(rank)
+    cleared = [creators(cube[i], cells.facet_ends, square_order[i]) for i in range(3)]
+    own = [reduce_squares(ranks[i], cells.square_edges, square_order[i], cleared[i]) for i in range(3)]
+    images = [reduce_squares(ranks[i], cells.square_edges, square_order[2], cleared[2]) for i in range(2)]
+    bars, bar_of_birth = [], []
+    for i in range(2):
+        births, deaths = own[i]
+        keep = edge[i][births] != square[i][deaths]
+        births, deaths = births[keep], deaths[keep]
+        bars += [cells.edges[births], cells.facets[deaths]]
+        lookup = np.full(edge[i].size, -1, np.int64)
+        lookup[births] = np.arange(births.size)
+        bar_of_birth.append(lookup)
+    births_c, deaths_c = own[2]
+    deaths_c = deaths_c[edge[2][births_c] != square[2][deaths_c]]
+    matched = []
+    for i in range(2):
+        image_birth = np.full(square[i].size, -1, np.int64)
+        image_birth[images[i][1]] = images[i][0]
+        birth = image_birth[deaths_c]
+        matched.append(np.where(birth >= 0, bar_of_birth[i][np.maximum(birth, 0)], -1))
+    both = (matched[0] >= 0) & (matched[1] >= 0)
+    return (*bars, np.stack([matched[0][both], matched[1][both]], 1))
+
+
 def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str = "full",
                    maxdim: int | None = None) -> BettiMatching:
     """Betti matching of the super-level filtrations of two maps of the same shape.
@@ -493,13 +494,15 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
     Examples
     --------
     >>> import numpy as np
-    >>> ring = np.zeros((7, 7), np.float32)
-    >>> ring[1:6, 1:6] = 1
-    >>> ring[3, 3] = 0
-    >>> shifted = np.roll(ring, 1, axis=1)
-    >>> m = betti_matching(ring, shifted)
-    >>> [len(a) for a in m.matched], [len(a) for a in m.unmatched_prediction]
+    >>> ring = np.zeros((9, 9), np.float32)
+    >>> ring[1:8, 1:7] = 1
+    >>> ring[3:6, 2:5] = 0                      # a ring with a 3x3 hole
+    >>> m = betti_matching(np.roll(ring, 1, axis=1), ring)
+    >>> [len(a) for a in m.matched], [len(a) for a in m.unmatched_prediction]    # the holes overlap
     ([0, 1], [0, 0])
+    >>> m = betti_matching(ring, np.ones_like(ring))
+    >>> m.unmatched_prediction[1]               # born at rim voxel (6, 4), dies at hole voxel (5, 4)
+    array([[58, 49]])
     """
     if prediction.shape != target.shape or prediction.ndim not in (2, 3):
         raise ValueError(f"prediction and target must be 2D or 3D maps of one shape, got {prediction.shape} "
@@ -509,61 +512,29 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
     maxdim = ndim - 1 if maxdim is None else maxdim
     dtype = np.result_type(prediction.dtype, target.dtype, np.float32)
     maps = [np.ascontiguousarray(a, dtype) for a in (prediction, target)]
-    maps.append(np.maximum(maps[0], maps[1]))
+    maps.append(np.maximum(maps[0], maps[1]))  # the comparison image C
     grids = [khalimsky_values(m, full) for m in maps]
-    kshape = grids[0].shape if ndim == 3 else (1, *grids[0].shape)
-    flat_z = ndim == 2
+    cells = layout(grids[0].shape, full)
     values = [g.reshape(-1) for g in grids]
-    size = values[0].size
-    by_dim = {}
-
-    def ordered(dim):
-        if dim not in by_dim:
-            cells = cells_of_dim(kshape, dim, full, flat_z)
-            by_dim[dim] = (cells, [cells[descending_order(v[cells], np.zeros(0, np.int64))] for v in values])
-        return by_dim[dim][1]
-
-    per_dim = []  # (births_p, deaths_p, births_g, deaths_g, matches)
-    # dimension 0
-    edges = ordered(1)
-    bp, dp, bar_p = bars_dim0(values[0], edges[0], kshape, flat_z)
-    bg, dg, bar_g = bars_dim0(values[1], edges[1], kshape, flat_z)
-    per_dim.append((bp, dp, bg, dg, match_dim0(values[2], values[0], values[1], edges[2], kshape, flat_z,
-                                                bar_p, bar_g)))
-    top = ndim - 1
+    no_ties = np.zeros(0, np.int64)
+    vertex = [v[cells.vertices] for v in values]
+    edge = [v[cells.edges] for v in values]
+    edge_order = [descending_order(e, no_ties) for e in edge]
+    per_dim = []  # bars of P and G as (birth cells, death cells), and the matched pairs of bars
+    bp, dp, bar_p = bars_dim0(vertex[0], edge[0], cells.edge_ends, edge_order[0])
+    bg, dg, bar_g = bars_dim0(vertex[1], edge[1], cells.edge_ends, edge_order[1])
+    matches = match_dim0(vertex[2], edge[2], cells.edge_ends, edge_order[2], vertex[0], vertex[1], bar_p, bar_g)
+    per_dim.append((cells.vertices[bp], cells.edges[dp], cells.vertices[bg], cells.edges[dg], matches))
+    top = [v[cells.tops] for v in values]
+    facet = edge if ndim == 2 else [v[cells.facets] for v in values]
+    facet_order = edge_order if ndim == 2 else [descending_order(f, no_ties) for f in facet]
     if maxdim >= 1 and ndim == 3:
-        squares = ordered(2)
-        edge_ranks = [_ranks(e, size) for e in edges]
-        cleared = [creators(values[i], squares[i], kshape, flat_z) for i in range(3)]
-        own = [reduce_squares(edge_ranks[i], squares[i], cleared[i], kshape) for i in range(3)]
-        images = [reduce_squares(edge_ranks[i], squares[2], cleared[2], kshape) for i in range(2)]
-        bars = []
-        for i in range(2):
-            rows, cols = own[i]
-            keep = values[i][rows] != values[i][cols]
-            bars.append((rows[keep], cols[keep]))
-        bar_of_edge = []
-        for births, _ in bars:
-            lookup = np.full(size, -1, np.int64)
-            lookup[births] = np.arange(births.size)
-            bar_of_edge.append(lookup)
-        image_birth_of_death = []
-        for rows, cols in images:
-            lookup = np.full(size, -1, np.int64)
-            lookup[cols] = rows
-            image_birth_of_death.append(lookup)
-        rows_c, cols_c = own[2]
-        cols_c = cols_c[values[2][rows_c] != values[2][cols_c]]
-        birth_p, birth_g = image_birth_of_death[0][cols_c], image_birth_of_death[1][cols_c]
-        ok = (birth_p >= 0) & (birth_g >= 0)
-        mp, mg = bar_of_edge[0][birth_p[ok]], bar_of_edge[1][birth_g[ok]]
-        ok2 = (mp >= 0) & (mg >= 0)
-        per_dim.append((*bars[0], *bars[1], np.stack([mp[ok2], mg[ok2]], 1)))
-    if maxdim >= top:
-        facets = ordered(top)
-        bp, dp, p_of_c = bars_top(values[0], values[2], facets[0], kshape, flat_z)
-        bg, dg, g_of_c = bars_top(values[1], values[2], facets[1], kshape, flat_z)
-        per_dim.append((bp, dp, bg, dg, match_top(values[2], facets[2], kshape, flat_z, p_of_c, g_of_c)))
+        per_dim.append(_middle_dimension(cells, edge, edge_order, facet, facet_order, top))
+    if maxdim >= ndim - 1:
+        bp, dp, p_of_c = bars_top(top[0], facet[0], top[2], cells.facet_ends, facet_order[0])
+        bg, dg, g_of_c = bars_top(top[1], facet[1], top[2], cells.facet_ends, facet_order[1])
+        matches = match_top(top[2], facet[2], cells.facet_ends, facet_order[2], p_of_c, g_of_c)
+        per_dim.append((cells.facets[bp], cells.tops[dp], cells.facets[bg], cells.tops[dg], matches))
 
     matched, lonely_p, lonely_g = [], [], []
     for bp, dp, bg, dg, matches in per_dim:
