@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from monai.utils import LossReduction
 
-from monai_topo.losses.base import TopologicalLoss, loss_table
+from monai_topo.losses.base import TopologicalLoss
 from monai_topo.losses.matching import PersistenceMatchingLoss
 from monai_topo.ph import DEFAULT_CONNECTIVITY, check_connectivity
 from monai_topo.ph.induced_matching import BettiMatching, betti_matching
@@ -20,9 +21,9 @@ def loss_from_matching(prediction: torch.Tensor, target: torch.Tensor, matching:
     """The Betti matching loss of one map pair from its matching.
 
     ``2 Σ_matched |(b_P, d_P) - (b_G, d_G)|² + Σ_unmatched (b - d)²`` over every homology
-    dimension, both maps' unmatched bars going to the diagonal; Betti-Matching-3D's loss, whose
-    factor 2 on matched pairs makes an unmatched bar cost what it costs to move it to the diagonal
-    twice over. Values are gathered from the maps, so the gradient reaches the critical voxels.
+    dimension, both maps' unmatched bars going to the diagonal: Betti-Matching-3D's loss (its
+    factor 2 on matched pairs included). Values are gathered from the maps, so the gradient
+    reaches the critical voxels only.
 
     Parameters
     ----------
@@ -36,17 +37,36 @@ def loss_from_matching(prediction: torch.Tensor, target: torch.Tensor, matching:
     torch.Tensor
         A scalar.
     """
+    return loss_per_item(prediction[None], target[None], [matching])[0]
+
+
+def loss_per_item(prediction: torch.Tensor, target: torch.Tensor, matchings: list[BettiMatching]) -> torch.Tensor:
+    """:func:`loss_from_matching` of each of ``n`` map pairs ``(n, *spatial)``, shape ``(n,)``.
+
+    One gather over the whole stack: per-item indexing would make autograd add a stack-sized
+    gradient for every item.
+    """
+    n, size = prediction.shape[0], prediction[0].numel()
     p, g = prediction.reshape(-1), target.reshape(-1).to(prediction)
+    columns = {"matched": [], "lonely_p": [], "lonely_g": []}
+    for i, matching in enumerate(matchings):
+        for key, tables in (("matched", matching.matched), ("lonely_p", matching.unmatched_prediction),
+                            ("lonely_g", matching.unmatched_target)):
+            for table in tables:
+                columns[key].append(np.concatenate([table + i * size, np.full((len(table), 1), i)], 1))
     device = prediction.device
-    total = p.new_zeros(())
-    for matched, lonely_p, lonely_g in zip(matching.matched, matching.unmatched_prediction, matching.unmatched_target):
-        m = torch.from_numpy(matched).to(device)
-        if len(m):
-            total = total + 2 * ((p[m[:, 0]] - g[m[:, 2]]).square().sum() + (p[m[:, 1]] - g[m[:, 3]]).square().sum())
-        for values, lonely in ((p, lonely_p), (g, lonely_g)):
-            u = torch.from_numpy(lonely).to(device)
-            if len(u):
-                total = total + (values[u[:, 0]] - values[u[:, 1]]).square().sum()
+    index = {key: torch.from_numpy(np.concatenate(parts or [np.zeros((0, 5 if key == "matched" else 3), np.int64)]))
+             .to(device) for key, parts in columns.items()}
+    m, lp, lg = index["matched"], index["lonely_p"], index["lonely_g"]
+    at = lambda values, i: values.index_select(0, i)  # noqa: E731
+    terms = [
+        (2 * ((at(p, m[:, 0]) - at(g, m[:, 2])).square() + (at(p, m[:, 1]) - at(g, m[:, 3])).square()), m[:, 4]),
+        ((at(p, lp[:, 0]) - at(p, lp[:, 1])).square(), lp[:, 2]),
+        ((at(g, lg[:, 0]) - at(g, lg[:, 1])).square(), lg[:, 2]),
+    ]
+    total = p.new_zeros(n)
+    for values, item in terms:
+        total = total.index_add(0, item, values)
     return total
 
 
@@ -148,19 +168,14 @@ class BettiMatchingLoss(TopologicalLoss):
         batch, channels = probs.shape[:2]
         p_items = _probability_values(probs.reshape(-1, *probs.shape[2:]), "input")
         g_items = _probability_values(target.reshape(-1, *target.shape[2:]), "target")
-        workers = min(_num_workers(self.num_workers), len(p_items))
-        match = lambda i: betti_matching(p_items[i], g_items[i], self.connectivity)  # noqa: E731
-        if workers > 1:
-            matchings = list(_thread_pool(workers, os.getpid()).map(match, range(len(p_items))))
-        else:
-            matchings = [match(i) for i in range(len(p_items))]
-        grid = [matchings[b * channels:(b + 1) * channels] for b in range(batch)]
-        loss = loss_table(loss_from_matching, _rows(probs), _rows(target), grid)
-        return self.reduce(loss, input.ndim - 2)
+        workers = _num_workers(self.num_workers)
+        pool = _thread_pool(workers, os.getpid()) if workers > 1 else None
+        if pool is not None and len(p_items) >= workers:  # a batch: one item per thread
+            matchings = list(pool.map(lambda p, g: betti_matching(p, g, self.connectivity), p_items, g_items))
+        else:  # a few large items: their stages in parallel
+            matchings = [betti_matching(p, g, self.connectivity, pool=pool) for p, g in zip(p_items, g_items)]
+        loss = loss_per_item(probs.reshape(-1, *probs.shape[2:]), target.reshape(-1, *target.shape[2:]), matchings)
+        return self.reduce(loss.reshape(batch, channels), input.ndim - 2)
 
 
-def _rows(x: torch.Tensor) -> list[list[torch.Tensor]]:
-    return [list(item) for item in x]
-
-
-__all__ = ["BettiMatchingLoss", "betti_matching_loss", "loss_from_matching"]
+__all__ = ["BettiMatchingLoss", "betti_matching_loss", "loss_from_matching", "loss_per_item"]

@@ -38,6 +38,7 @@ voxels: the first voxel, in C order, of the cell's voxels that has its value.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,13 +241,16 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
 
     The facets in ``order`` (the image's own) are read backwards: union-find of the top cells and
     the outside, the outside eldest, and ``C``'s union-find (values ``top_c``) following each
-    merge. Returns ``(births, deaths, bar_of_c)``: facet positions, top ids, and for each root of
-    ``C`` the bar whose death merged into it (``-1``: none).
+    merge. Returns ``(births, deaths, bar_of_c, created)``: facet positions, top ids, for each root
+    of ``C`` the bar whose death merged into it (``-1``: none), and the mask of the facets that
+    merge (they create a top-dimensional class, so their columns reduce to zero in the middle
+    dimension: its clearing).
     """
     outside = top_values.size
     parent = np.arange(outside + 1, dtype=np.int32)
     parent_c = np.arange(outside + 1, dtype=np.int32)
     bar_of_c = np.full(outside + 1, -1, np.int64)
+    created = np.zeros(order.size, np.bool_)
     births = np.empty(outside, np.int64)
     deaths = np.empty(outside, np.int64)
     n = 0
@@ -258,6 +262,7 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
             continue
         young = _younger_dual(top_values, ra, rb, outside)
         parent[young] = rb if young == ra else ra
+        created[f] = True
         ca, cb = _find(parent_c, a), _find(parent_c, b)
         young_c = _younger_dual(top_c, ca, cb, outside)
         parent_c[young_c] = cb if young_c == ca else ca
@@ -265,15 +270,17 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
             births[n], deaths[n] = f, young
             bar_of_c[young_c] = n
             n += 1
-    return births[:n], deaths[:n], bar_of_c
+    return births[:n], deaths[:n], bar_of_c, created
 
 
 @njit(cache=True, nogil=True)
 def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
-    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in the top dimension."""
+    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in the top dimension, and
+    ``C``'s creating facets (as :func:`bars_top`)."""
     outside = top_c.size
     parent = np.arange(outside + 1, dtype=np.int32)
     matches = np.empty((outside, 2), np.int64)
+    created = np.zeros(order_c.size, np.bool_)
     n = 0
     for i in range(order_c.size - 1, -1, -1):
         f = order_c[i]
@@ -282,60 +289,14 @@ def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
             continue
         young = _younger_dual(top_c, ra, rb, outside)
         parent[young] = rb if young == ra else ra
+        created[f] = True
         if facet_c[f] != top_c[young] and bar_p_of_c[young] >= 0 and bar_g_of_c[young] >= 0:
             matches[n, 0], matches[n, 1] = bar_p_of_c[young], bar_g_of_c[young]
             n += 1
-    return matches[:n]
-
-
-@njit(cache=True, nogil=True)
-def creators(top_values, facet_ends, order):
-    """Mask of the facets that join two dual components (they create a top-dimensional class).
-
-    Their boundary columns reduce to zero in the middle dimension: the clearing of its reduction.
-    """
-    outside = top_values.size
-    parent = np.arange(outside + 1, dtype=np.int32)
-    created = np.zeros(order.size, np.bool_)
-    for i in range(order.size - 1, -1, -1):
-        f = order[i]
-        ra, rb = _find(parent, facet_ends[f, 0]), _find(parent, facet_ends[f, 1])
-        if ra == rb:
-            continue
-        young = _younger_dual(top_values, ra, rb, outside)
-        parent[young] = rb if young == ra else ra
-        created[f] = True
-    return created
+    return matches[:n], created
 
 
 # --- dimension 1 of a volume: column reduction --------------------------------------------------
-
-
-@njit(cache=True, nogil=True)
-def _symmetric_difference(a, b, out):
-    """``a xor b`` of two ascending int arrays into ``out``; returns the count."""
-    i = j = n = 0
-    while i < a.size and j < b.size:
-        if a[i] < b[j]:
-            out[n] = a[i]
-            i += 1
-            n += 1
-        elif a[i] > b[j]:
-            out[n] = b[j]
-            j += 1
-            n += 1
-        else:
-            i += 1
-            j += 1
-    while i < a.size:
-        out[n] = a[i]
-        i += 1
-        n += 1
-    while j < b.size:
-        out[n] = b[j]
-        j += 1
-        n += 1
-    return n
 
 
 @njit(cache=True, nogil=True)
@@ -344,48 +305,79 @@ def reduce_squares(row_rank, square_edges, column_order, cleared):
 
     ``row_rank[e]``: the position of edge ``e`` in the rows' order; the squares are taken in
     ``column_order``, skipping ``cleared`` ones. A column's pivot is its latest row. Returns
-    ``(edge positions, square positions)`` of the pairs.
+    ``(edge positions, square positions)`` of the pairs. Reduced columns are kept as ascending
+    runs of ranks in one pool; a column is reduced by merging (symmetric difference) the stored
+    column that owns its pivot, written out by index: slices would cost reference counting.
     """
-    edge_of_rank = np.empty(row_rank.size, np.int64)
-    edge_of_rank[row_rank] = np.arange(row_rank.size)
-    owner = np.full(row_rank.size, -1, np.int64)  # rank of a pivot -> stored column
+    n_rows = row_rank.size
+    edge_of_rank = np.empty(n_rows, np.int32)
+    for e in range(n_rows):
+        edge_of_rank[row_rank[e]] = e
+    owner = np.full(n_rows, -1, np.int32)  # rank of a pivot -> stored column
     start = np.zeros(column_order.size + 1, np.int64)
-    pool = np.empty(4 * column_order.size + 16, np.int64)
-    used = 0
+    pool = np.empty(4 * column_order.size + 16, np.int32)
     n_stored = 0
     pair_edges = np.empty(column_order.size, np.int64)
     pair_squares = np.empty(column_order.size, np.int64)
     n_pairs = 0
-    work = np.empty(16, np.int64)
-    spare = np.empty(16, np.int64)
+    work = np.empty(64, np.int32)
+    spare = np.empty(64, np.int32)
     for s in column_order:
         if cleared[s]:
             continue
-        for i in range(4):
-            work[i] = row_rank[square_edges[s, i]]
+        for i in range(4):  # insertion sort of the four edges' ranks
+            r = row_rank[square_edges[s, i]]
+            j = i
+            while j > 0 and work[j - 1] > r:
+                work[j] = work[j - 1]
+                j -= 1
+            work[j] = r
         length = 4
-        work[:length].sort()
         while length > 0:
             j = owner[work[length - 1]]
             if j < 0:
                 break
-            other = pool[start[j]:start[j + 1]]
-            if spare.size < length + other.size:
-                spare = np.empty(2 * (length + other.size), np.int64)
-            length = _symmetric_difference(work[:length], other, spare)
+            lo, hi = start[j], start[j + 1]
+            if spare.size < length + hi - lo:
+                spare = np.empty(2 * (length + hi - lo), np.int32)
+            a = 0
+            b = lo
+            n = 0
+            while a < length and b < hi:
+                if work[a] < pool[b]:
+                    spare[n] = work[a]
+                    a += 1
+                    n += 1
+                elif work[a] > pool[b]:
+                    spare[n] = pool[b]
+                    b += 1
+                    n += 1
+                else:
+                    a += 1
+                    b += 1
+            while a < length:
+                spare[n] = work[a]
+                a += 1
+                n += 1
+            while b < hi:
+                spare[n] = pool[b]
+                b += 1
+                n += 1
+            length = n
             work, spare = spare, work
         if length == 0:
             continue
         pivot = work[length - 1]
         owner[pivot] = n_stored
+        used = start[n_stored]
         if used + length > pool.size:
-            grown = np.empty(2 * (used + length), np.int64)
+            grown = np.empty(2 * (used + length), np.int32)
             grown[:used] = pool[:used]
             pool = grown
-        pool[used:used + length] = work[:length]
-        used += length
+        for i in range(length):
+            pool[used + i] = work[i]
         n_stored += 1
-        start[n_stored] = used
+        start[n_stored] = used + length
         pair_edges[n_pairs], pair_squares[n_pairs] = edge_of_rank[pivot], s
         n_pairs += 1
     return pair_edges[:n_pairs], pair_squares[:n_pairs]
@@ -413,69 +405,106 @@ class BettiMatching:
     unmatched_target: list[np.ndarray]
 
 
-def _cell_voxels(cells: np.ndarray, kgrid: np.ndarray, x: np.ndarray, full: bool) -> np.ndarray:
-    """The voxel that carries each cell's value: the first, in C order, of its voxels with that value."""
-    if cells.size == 0:
-        return np.zeros(0, np.int64)
-    coords = np.unravel_index(cells, kgrid.shape)
-    target = kgrid.reshape(-1)[cells]
-    best = np.full(cells.size, -1, np.int64)
-    ndim = x.ndim
-    for offsets in np.ndindex(*(2,) * ndim):
-        voxel = []
-        ok = np.ones(cells.size, bool)
-        for c, o, n in zip(coords, offsets, x.shape):
-            if full:  # odd: the voxel (c - 1) / 2; even: c / 2 - 1 and c / 2
-                v = np.where(c % 2 == 1, (c - 1) // 2 + 0 * o, c // 2 - 1 + o)
-                ok &= (c % 2 == 0) | (o == 0)
-            else:  # even: c / 2; odd: (c - 1) / 2 and (c + 1) / 2
-                v = np.where(c % 2 == 0, c // 2, (c - 1) // 2 + o)
-                ok &= (c % 2 == 1) | (o == 0)
-            ok &= (v >= 0) & (v < n)
-            voxel.append(np.clip(v, 0, n - 1))
-        flat = np.ravel_multi_index(tuple(voxel), x.shape)
-        hit = ok & (best < 0) & (x.reshape(-1)[flat] == target)
-        best[hit] = flat[hit]
-    return best
+@njit(cache=True, nogil=True)
+def cell_voxels(cells, kshape, shape, x, kvalues, full):
+    """The voxel that carries each cell's value: the first, in C order, of its voxels with that value.
 
-
-def _middle_dimension(cells: Layout, edge, edge_order, square, square_order, cube):
-    """Bars of dimension 1 of ``P`` and ``G`` and their matching, by reduction (see the module notes).
-
-    Lists hold ``P``, ``G``, ``C``. An image bar is matched to ``P``'s bar born at the same edge,
-    and to ``C``'s bar that dies at the same square.
+    ``kshape`` and ``shape`` are 3-tuples (``(1, ...)`` for a 2D image); ``x`` and ``kvalues`` flat.
     """
-    ranks = []
-    for order in edge_order:
-        rank = np.empty(order.size, np.int64)
-        rank[order] = np.arange(order.size)
-        ranks.append(rank)
-    cleared = [creators(cube[i], cells.facet_ends, square_order[i]) for i in range(3)]
-    own = [reduce_squares(ranks[i], cells.square_edges, square_order[i], cleared[i]) for i in range(3)]
-    images = [reduce_squares(ranks[i], cells.square_edges, square_order[2], cleared[2]) for i in range(2)]
-    bars, bar_of_birth = [], []
-    for i in range(2):
-        births, deaths = own[i]
-        keep = edge[i][births] != square[i][deaths]
-        births, deaths = births[keep], deaths[keep]
-        bars += [cells.edges[births], cells.facets[deaths]]
-        lookup = np.full(edge[i].size, -1, np.int64)
-        lookup[births] = np.arange(births.size)
-        bar_of_birth.append(lookup)
-    births_c, deaths_c = own[2]
-    deaths_c = deaths_c[edge[2][births_c] != square[2][deaths_c]]
+    out = np.empty(cells.size, np.int64)
+    for i in range(cells.size):
+        c = cells[i]
+        cz, rest = divmod(c, kshape[1] * kshape[2])
+        cy, cx = divmod(rest, kshape[2])
+        target = kvalues[c]
+        out[i] = -1
+        for oz in range(2):
+            for oy in range(2):
+                for ox in range(2):
+                    v = 0
+                    ok = True
+                    for coord, o, n in ((cz, oz, shape[0]), (cy, oy, shape[1]), (cx, ox, shape[2])):
+                        if full:  # odd: the voxel (c - 1) / 2; even: c / 2 - 1 and c / 2
+                            a = (coord - 1) // 2 if coord & 1 else coord // 2 - 1 + o
+                            ok = ok and (coord & 1 == 0 or o == 0)
+                        else:  # even: c / 2; odd: (c - 1) / 2 and (c + 1) / 2
+                            a = coord // 2 if coord & 1 == 0 else (coord - 1) // 2 + o
+                            ok = ok and (coord & 1 == 1 or o == 0)
+                        ok = ok and 0 <= a < n
+                        v = v * n + a
+                    if ok and out[i] < 0 and x[v] == target:
+                        out[i] = v
+    return out
+
+
+class _Sides:
+    """Per-map state of one Betti matching; lists hold ``P``, ``G`` and ``C`` in that order."""
+
+    def __init__(self, maps: list[np.ndarray], full: bool):
+        self.maps = maps
+        self.grids = [khalimsky_values(m, full) for m in maps]
+        self.values = [g.reshape(-1) for g in self.grids]
+        self.cells = layout(self.grids[0].shape, full)
+        self.volume = maps[0].ndim == 3
+
+
+def _sorted_side(sides: _Sides, i: int) -> dict:
+    """Values and orders of one map's cells (its own filtration)."""
+    cells, v = sides.cells, sides.values[i]
+    no_ties = np.zeros(0, np.int64)
+    side = {"vertex": v[cells.vertices], "edge": v[cells.edges], "top": v[cells.tops]}
+    side["edge_order"] = descending_order(side["edge"], no_ties)
+    if sides.volume:
+        side["facet"] = v[cells.facets]
+        side["facet_order"] = descending_order(side["facet"], no_ties)
+        rank = np.empty(side["edge_order"].size, np.int32)
+        rank[side["edge_order"]] = np.arange(rank.size, dtype=np.int32)
+        side["edge_rank"] = rank
+    else:
+        side["facet"], side["facet_order"] = side["edge"], side["edge_order"]
+    return side
+
+
+def _own_bars(sides: _Sides, side: dict, top_c: np.ndarray, middle: bool) -> dict:
+    """Bars of ``P`` or ``G`` in every dimension (cells in the Layout's terms)."""
+    cells = sides.cells
+    side["dim0"] = bars_dim0(side["vertex"], side["edge"], cells.edge_ends, side["edge_order"])
+    side["top_bars"] = bars_top(side["top"], side["facet"], top_c, cells.facet_ends, side["facet_order"])
+    if middle:
+        births, deaths = reduce_squares(side["edge_rank"], cells.square_edges, side["facet_order"], side["top_bars"][3])
+        keep = side["edge"][births] != side["facet"][deaths]
+        side["middle"] = births[keep], deaths[keep]
+    return side
+
+
+def _middle_matches(sides: _Sides, p: dict, g: dict, c: dict, created_c: np.ndarray, run) -> np.ndarray:
+    """Matched bars of dimension 1 of a volume: an image bar is matched to the bar of ``P`` born at
+    the same edge, and to the bar of ``C`` that dies at the same square."""
+    cells = sides.cells
+    jobs = [(p["edge_rank"], cells.square_edges, c["facet_order"], created_c),
+            (g["edge_rank"], cells.square_edges, c["facet_order"], created_c),
+            (c["edge_rank"], cells.square_edges, c["facet_order"], created_c)]
+    image_p, image_g, own_c = run(reduce_squares, jobs)
+    births_c, deaths_c = own_c
+    deaths_c = deaths_c[c["edge"][births_c] != c["facet"][deaths_c]]
     matched = []
-    for i in range(2):
-        image_birth = np.full(square[i].size, -1, np.int64)
-        image_birth[images[i][1]] = images[i][0]
+    for side, (births, deaths) in ((p, image_p), (g, image_g)):
+        image_birth = np.full(cells.facets.size, -1, np.int64)
+        image_birth[deaths] = births
+        bar_of_birth = np.full(cells.edges.size, -1, np.int64)
+        bar_of_birth[side["middle"][0]] = np.arange(side["middle"][0].size)
         birth = image_birth[deaths_c]
-        matched.append(np.where(birth >= 0, bar_of_birth[i][np.maximum(birth, 0)], -1))
+        matched.append(np.where(birth >= 0, bar_of_birth[np.maximum(birth, 0)], -1))
     both = (matched[0] >= 0) & (matched[1] >= 0)
-    return (*bars, np.stack([matched[0][both], matched[1][both]], 1))
+    return np.stack([matched[0][both], matched[1][both]], 1)
+
+
+def _sequential(function, jobs):
+    return [function(*job) for job in jobs]
 
 
 def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str = "full",
-                   maxdim: int | None = None) -> BettiMatching:
+                   maxdim: int | None = None, pool: Executor | None = None) -> BettiMatching:
     """Betti matching of the super-level filtrations of two maps of the same shape.
 
     Parameters
@@ -486,6 +515,9 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
         ``"face"`` is Betti-Matching-3D's V-construction; ``"full"`` the T-construction.
     maxdim : int, optional
         Highest homology dimension; default all.
+    pool : concurrent.futures.Executor, optional
+        Threads for the independent stages (the three maps' sorts and bars, the reductions of a
+        volume); default sequential. Worth it for one large image; a batch is better split by item.
 
     Returns
     -------
@@ -513,33 +545,31 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
     dtype = np.result_type(prediction.dtype, target.dtype, np.float32)
     maps = [np.ascontiguousarray(a, dtype) for a in (prediction, target)]
     maps.append(np.maximum(maps[0], maps[1]))  # the comparison image C
-    grids = [khalimsky_values(m, full) for m in maps]
-    cells = layout(grids[0].shape, full)
-    values = [g.reshape(-1) for g in grids]
-    no_ties = np.zeros(0, np.int64)
-    vertex = [v[cells.vertices] for v in values]
-    edge = [v[cells.edges] for v in values]
-    edge_order = [descending_order(e, no_ties) for e in edge]
-    per_dim = []  # bars of P and G as (birth cells, death cells), and the matched pairs of bars
-    bp, dp, bar_p = bars_dim0(vertex[0], edge[0], cells.edge_ends, edge_order[0])
-    bg, dg, bar_g = bars_dim0(vertex[1], edge[1], cells.edge_ends, edge_order[1])
-    matches = match_dim0(vertex[2], edge[2], cells.edge_ends, edge_order[2], vertex[0], vertex[1], bar_p, bar_g)
-    per_dim.append((cells.vertices[bp], cells.edges[dp], cells.vertices[bg], cells.edges[dg], matches))
-    top = [v[cells.tops] for v in values]
-    facet = edge if ndim == 2 else [v[cells.facets] for v in values]
-    facet_order = edge_order if ndim == 2 else [descending_order(f, no_ties) for f in facet]
-    if maxdim >= 1 and ndim == 3:
-        per_dim.append(_middle_dimension(cells, edge, edge_order, facet, facet_order, top))
+    sides = _Sides(maps, full)
+    cells = sides.cells
+    middle = ndim == 3 and maxdim >= 1
+    run = _sequential if pool is None else (lambda f, jobs: [job.result() for job in [pool.submit(f, *j) for j in jobs]])
+    p, g, c = run(_sorted_side, [(sides, i) for i in range(3)])
+    p, g = run(_own_bars, [(sides, p, c["top"], middle), (sides, g, c["top"], middle)])
+    (bp, dp, bar_p), (bg, dg, bar_g) = p["dim0"], g["dim0"]
+    matches = match_dim0(c["vertex"], c["edge"], cells.edge_ends, c["edge_order"], p["vertex"], g["vertex"], bar_p, bar_g)
+    per_dim = [(cells.vertices[bp], cells.edges[dp], cells.vertices[bg], cells.edges[dg], matches)]
+    (bp, dp, p_of_c, _), (bg, dg, g_of_c, _) = p["top_bars"], g["top_bars"]
+    top_matches, created_c = match_top(c["top"], c["facet"], cells.facet_ends, c["facet_order"], p_of_c, g_of_c)
+    if middle:
+        (bp1, dp1), (bg1, dg1) = p["middle"], g["middle"]
+        per_dim.append((cells.edges[bp1], cells.facets[dp1], cells.edges[bg1], cells.facets[dg1],
+                        _middle_matches(sides, p, g, c, created_c, run)))
     if maxdim >= ndim - 1:
-        bp, dp, p_of_c = bars_top(top[0], facet[0], top[2], cells.facet_ends, facet_order[0])
-        bg, dg, g_of_c = bars_top(top[1], facet[1], top[2], cells.facet_ends, facet_order[1])
-        matches = match_top(top[2], facet[2], cells.facet_ends, facet_order[2], p_of_c, g_of_c)
-        per_dim.append((cells.facets[bp], cells.tops[dp], cells.facets[bg], cells.tops[dg], matches))
+        per_dim.append((cells.facets[bp], cells.tops[dp], cells.facets[bg], cells.tops[dg], top_matches))
+    per_dim = per_dim[:maxdim + 1]
 
+    kshape = (1,) * (3 - ndim) + sides.grids[0].shape
+    shape = (1,) * (3 - ndim) + maps[0].shape
     matched, lonely_p, lonely_g = [], [], []
     for bp, dp, bg, dg, matches in per_dim:
-        vp = [_cell_voxels(c, grids[0], maps[0], full) for c in (bp, dp)]
-        vg = [_cell_voxels(c, grids[1], maps[1], full) for c in (bg, dg)]
+        vp, vg = ([cell_voxels(a, kshape, shape, maps[i].reshape(-1), sides.values[i], full) for a in ends]
+                  for i, ends in ((0, (bp, dp)), (1, (bg, dg))))
         mp, mg = matches[:, 0], matches[:, 1]
         matched.append(np.stack([vp[0][mp], vp[1][mp], vg[0][mg], vg[1][mg]], 1).reshape(-1, 4))
         free_p = np.ones(bp.size, bool)
