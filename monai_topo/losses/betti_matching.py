@@ -166,8 +166,7 @@ class BettiMatchingLoss(TopologicalLoss):
         target = self._target(target, probs)
         probs, target = self.drop_background(probs), self.drop_background(target)
         batch, channels = probs.shape[:2]
-        p_items = _probability_values(probs.reshape(-1, *probs.shape[2:]), "input")
-        g_items = _probability_values(target.reshape(-1, *target.shape[2:]), "target")
+        p_items, g_items = (_host_items(x) for x in (probs, target))
         workers = _num_workers(self.num_workers)
         pool = _thread_pool(workers, os.getpid()) if workers > 1 else None
         if pool is not None and len(p_items) >= workers:  # a batch: one item per thread
@@ -176,6 +175,12 @@ class BettiMatchingLoss(TopologicalLoss):
             matchings = [betti_matching(p, g, self.connectivity, pool=pool) for p, g in zip(p_items, g_items)]
         loss = loss_per_item(probs.reshape(-1, *probs.shape[2:]), target.reshape(-1, *target.shape[2:]), matchings)
         return self.reduce(loss.reshape(batch, channels), input.ndim - 2)
+
+
+def _host_items(x: torch.Tensor) -> np.ndarray:
+    """``(B * C, *spatial)`` float32/float64 host copy of a checked map, for the engine."""
+    x = x.detach().reshape(-1, *x.shape[2:])
+    return np.ascontiguousarray((x if x.dtype in (torch.float32, torch.float64) else x.float()).cpu().numpy())
 
 
 __all__ = ["BettiMatchingLoss", "betti_matching_loss", "loss_from_matching", "loss_per_item"]

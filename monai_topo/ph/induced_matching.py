@@ -190,10 +190,14 @@ def bars_dim0(vertex_values, edge_values, edge_ends, order):
     births = np.empty(vertex_values.size, np.int64)
     deaths = np.empty(vertex_values.size, np.int64)
     n = 0
+    components = vertex_values.size
     for e in order:
+        if components == 1:  # the rest of the edges merge nothing
+            break
         ru, rv = _find(parent, edge_ends[e, 0]), _find(parent, edge_ends[e, 1])
         if ru == rv:
             continue
+        components -= 1
         young = _younger(vertex_values, ru, rv)
         parent[young] = rv if young == ru else ru
         if vertex_values[young] != edge_values[e]:
@@ -216,11 +220,15 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
     parent_g = np.arange(vertex_c.size, dtype=np.int32)
     matches = np.empty((vertex_c.size, 2), np.int64)
     n = 0
+    components = vertex_c.size
     for e in order_c:
+        if components == 1:
+            break
         u, v = edge_ends[e, 0], edge_ends[e, 1]
         ru, rv = _find(parent_c, u), _find(parent_c, v)
         if ru == rv:
             continue
+        components -= 1
         young = _younger(vertex_c, ru, rv)
         parent_c[young] = rv if young == ru else ru
         pu, pv = _find(parent_p, u), _find(parent_p, v)
@@ -254,12 +262,16 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
     births = np.empty(outside, np.int64)
     deaths = np.empty(outside, np.int64)
     n = 0
+    components = outside + 1
     for i in range(order.size - 1, -1, -1):
+        if components == 1:  # all top cells joined the outside
+            break
         f = order[i]
         a, b = facet_ends[f, 0], facet_ends[f, 1]
         ra, rb = _find(parent, a), _find(parent, b)
         if ra == rb:
             continue
+        components -= 1
         young = _younger_dual(top_values, ra, rb, outside)
         parent[young] = rb if young == ra else ra
         created[f] = True
@@ -282,11 +294,15 @@ def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
     matches = np.empty((outside, 2), np.int64)
     created = np.zeros(order_c.size, np.bool_)
     n = 0
+    components = outside + 1
     for i in range(order_c.size - 1, -1, -1):
+        if components == 1:
+            break
         f = order_c[i]
         ra, rb = _find(parent, facet_ends[f, 0]), _find(parent, facet_ends[f, 1])
         if ra == rb:
             continue
+        components -= 1
         young = _younger_dual(top_c, ra, rb, outside)
         parent[young] = rb if young == ra else ra
         created[f] = True
