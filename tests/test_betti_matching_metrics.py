@@ -95,3 +95,17 @@ def test_handlers():
     assert state.metrics["bm"] == 0.5
     expected = (1 + _cldice_direct(disc[0, 0].bool().numpy(), ring[0, 0].bool().numpy())) / 2
     assert state.metrics["cldice"] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("bundle", ["cardiac_myocardium_topo", "placenta_topo"])
+def test_bundles_evaluate_reports_the_new_metrics(bundle):
+    from pathlib import Path
+
+    from monai.bundle import ConfigParser
+
+    configs = Path(__file__).resolve().parents[1] / "bundles" / bundle / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / "inference.json"), str(configs / "evaluate.json")])
+    metrics = parser.get_parsed_content("additional_metrics")
+    assert isinstance(metrics["betti_matching_error"], BettiMatchingError)
+    assert isinstance(metrics["cldice"], ClDice)
