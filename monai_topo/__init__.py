@@ -11,8 +11,6 @@ from monai_topo.losses import (
     PersistenceMatchingLoss,
     TopologicalPriorLoss,
     TopologicalWrapperLoss,
-    parse_prior,
-    prior_satisfied,
 )
 from monai_topo.metrics import (
     BettiErrorMetric,
@@ -22,6 +20,7 @@ from monai_topo.metrics import (
     compute_topological_correctness,
     compute_variation_of_information,
 )
+from monai_topo.priors import parse_prior, prior_satisfied
 from monai_topo.ph import PersistenceDiagram, batch_persistence, betti_numbers, cubical_persistence, downsampled_persistence
 from monai_topo.transforms import (
     KSpaceLineCorruption,

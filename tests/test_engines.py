@@ -85,6 +85,39 @@ def test_total_loss_is_supervised_plus_weighted_topological():
     assert len(trainer.topo_loss_function.calls) == 4
 
 
+@pytest.mark.parametrize("batch_size", [2, 3])
+def test_one_step_equals_eq6_written_from_the_paper(batch_size):
+    """Dice(labelled) + λ·mean_b Eq. 3(sigmoid(f(X_b)); prior_b) with gudhi, per-item priors from a DataLoader."""
+    from monai_topo.losses import TopologicalPriorLoss
+
+    from eq_reference import eq3
+
+    lam, lr = 0.5, 0.5
+    priors = [(1, 0), (2, 1), (1, 2)][:batch_size]  # transposed, they would read as other priors
+    labelled = make_items(2, 0)
+    unlabelled = make_items(batch_size, 1, labelled=False, priors=priors)
+    reference = tiny_network()
+    x, y = torch.stack([i["image"] for i in labelled]), torch.stack([i["label"] for i in labelled])
+    xu = torch.stack([i["image"] for i in unlabelled])
+    probs = torch.sigmoid(reference(xu))
+    topo = torch.stack([eq3(probs[b, 0], priors[b]) for b in range(batch_size)]).mean()
+    total = DiceLoss(sigmoid=True)(reference(x), y) + lam * topo
+    grads = torch.autograd.grad(total, list(reference.parameters()))
+    expected = [p.detach() - lr * g for p, g in zip(reference.parameters(), grads)]
+
+    network = tiny_network()
+    trainer = SemiSupervisedTrainer(
+        device="cpu", max_epochs=1, network=network, optimizer=torch.optim.SGD(network.parameters(), lr=lr),
+        train_data_loader=DataLoader(Dataset(labelled), batch_size=2), loss_function=DiceLoss(sigmoid=True),
+        unlabelled_data_loader=DataLoader(Dataset(unlabelled), batch_size=batch_size),
+        topo_loss_function=TopologicalPriorLoss(sigmoid=True), lambda_topo=lam,
+    )
+    trainer.run()
+    assert float(trainer.state.output[0]["topo_loss"]) == pytest.approx(float(topo), rel=1e-5)
+    for got, want in zip(network.parameters(), expected):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-6)
+
+
 def test_topological_term_starts_at_topo_start_epoch():
     topo = RecordingTopoLoss()
     trainer = make_trainer(tiny_network(), max_epochs=4, topo_start_epoch=3, topo_loss_function=topo)
@@ -128,19 +161,19 @@ def test_gradient_of_both_terms_reaches_the_network():
     assert any((a - b).abs().max() > 1e-4 for a, b in zip(updated[lam], updated[0.0]))
 
 
-def test_per_item_priors_are_passed_collated_as_a_batch_tensor():
+def test_per_item_priors_reach_the_loss_one_per_item():
     priors = [(1, 1), (1, 0), (1, 1)]
     topo = RecordingTopoLoss()
     unlabelled = make_items(3, 1, labelled=False, priors=priors)
     trainer = make_trainer(tiny_network(), n_labelled=4, unlabelled_items=unlabelled, topo_loss_function=topo)
     trainer.run()
-    torch.testing.assert_close(topo.calls[0]["prior"], torch.tensor([[1, 1], [1, 0]]))
-    torch.testing.assert_close(topo.calls[1]["prior"], torch.tensor([[1, 1]]))
-    # ranges (min, max) per dimension come through as (B, d, 2)
+    assert topo.calls[0]["prior"] == [[1, 1], [1, 0]]
+    assert topo.calls[1]["prior"] == [[1, 1]]
+    # ranges (min, max) per dimension come through per item too
     topo = RecordingTopoLoss()
     unlabelled = make_items(2, 1, labelled=False, priors=[[(1, 1), (0, 2)], [(1, 1), (1, 1)]])
     make_trainer(tiny_network(), n_labelled=2, unlabelled_items=unlabelled, topo_loss_function=topo).run()
-    torch.testing.assert_close(topo.calls[0]["prior"], torch.tensor([[[1, 1], [0, 2]], [[1, 1], [1, 1]]]))
+    assert topo.calls[0]["prior"] == [[[1, 1], [0, 2]], [[1, 1], [1, 1]]]
     # prior_key=None never passes priors
     topo = RecordingTopoLoss()
     unlabelled = make_items(2, 1, labelled=False, priors=priors)

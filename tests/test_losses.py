@@ -10,17 +10,13 @@ from monai.engines import SupervisedTrainer
 from monai.losses import DiceCELoss, DiceLoss
 
 from monai_topo.losses import (
-    BettiPrior,
     PersistenceMatchingLoss,
     TopologicalPriorLoss,
     TopologicalWrapperLoss,
-    parse_batch_priors,
-    parse_class_priors,
-    parse_prior,
     prior_loss_from_diagram,
-    prior_satisfied,
 )
 from monai_topo.ph import PersistenceDiagram, betti_numbers, cubical_persistence
+from monai_topo.priors import parse_prior
 
 from shapes import ring
 
@@ -53,79 +49,6 @@ def smooth_maps(shape, seed, sigma=2.0):
     lo = x.min(axis=tuple(range(2, len(shape))), keepdims=True)
     hi = x.max(axis=tuple(range(2, len(shape))), keepdims=True)
     return torch.tensor((x - lo) / (hi - lo), dtype=torch.float32)
-
-
-# ---------------------------------------------------------------- priors
-
-
-def test_parse_prior_forms():
-    assert parse_prior((1, 1)) == BettiPrior((1, 1), (1, 1))
-    assert parse_prior([1, (0, 2)], spatial_ndim=2) == BettiPrior((1, 0), (1, 2))
-    assert parse_prior((1, (0, None), 0)) == BettiPrior((1, 0, 0), (1, None, 0))
-    assert parse_prior((1, (0, float("inf")))) == BettiPrior((1, 0), (1, None))
-    assert parse_prior(torch.tensor([[1, 1], [0, 3]])) == BettiPrior((1, 0), (1, 3))
-    assert parse_prior(np.array([1.0, 0.0])) == BettiPrior((1, 0), (1, 0))
-    assert parse_prior(BettiPrior((1,), (2,))) == BettiPrior((1,), (2,))
-
-
-@pytest.mark.parametrize(
-    "prior, spatial_ndim, error, match",
-    [
-        ((-1, 0), None, ValueError, ">= 0"),
-        ((1, (0, -2)), None, ValueError, ">= 0"),
-        ((1, 1, 1), 2, ValueError, "only homology dimensions 0..1"),
-        ((1, 0, 0, 0), None, ValueError, "at most 3"),
-        ((1, (3, 1)), None, ValueError, "min > max"),
-        ((), None, ValueError, "empty"),
-        ((1.5,), None, ValueError, "whole number"),
-        ((True, 0), None, TypeError, "whole number"),
-        (("1", 0), None, TypeError, "whole number"),
-        ((1, (0, 1, 2)), None, ValueError, "pair"),
-        (1, None, TypeError, "sequence"),
-        ("11", None, TypeError, "sequence"),
-        ((1, 1), 4, ValueError, "spatial_ndim"),
-    ],
-)
-def test_parse_prior_rejects(prior, spatial_ndim, error, match):
-    with pytest.raises(error, match=match):
-        parse_prior(prior, spatial_ndim)
-
-
-def test_parse_batch_priors():
-    assert parse_batch_priors(torch.tensor([[1, 0], [1, 1]]), 2) == [parse_prior((1, 0)), parse_prior((1, 1))]
-    ranges = torch.tensor([[[1, 1], [0, 2]], [[1, 2], [1, 1]]])
-    assert parse_batch_priors(ranges, 2) == [parse_prior((1, (0, 2))), parse_prior(((1, 2), 1))]
-    assert parse_batch_priors([(1,), (2, (0, None))], 2)[1] == BettiPrior((2, 0), (2, None))
-    with pytest.raises(ValueError, match="2 per-item priors for a batch of 3"):
-        parse_batch_priors([(1,), (1,)], 3)
-    with pytest.raises(ValueError, match=r"prior\[1\]\[0\] must be >= 0"):
-        parse_batch_priors([(1,), (-1,)], 2)
-    with pytest.raises(ValueError, match=r"shape \(B, d\)"):
-        parse_batch_priors(torch.tensor([1, 1]), 2)
-
-
-def test_parse_class_priors():
-    parsed = parse_class_priors({2: (1, 1), (2, 1): (1, 0)}, spatial_ndim=2)
-    assert parsed == {(2,): parse_prior((1, 1)), (1, 2): parse_prior((1, 0))}
-    for bad, match in [
-        ({}, "non-empty"),
-        ({-1: (1,)}, "channel index"),
-        ({(1, 1): (1,)}, "repeats"),
-        ({(1, 2): (1,), (2, 1): (1,)}, "twice"),
-        ({1: (1, -1)}, ">= 0"),
-    ]:
-        with pytest.raises((ValueError, TypeError), match=match):
-            parse_class_priors(bad)
-
-
-def test_prior_satisfied():
-    assert prior_satisfied((1, 1), (1, 1))
-    assert not prior_satisfied((2, 1), (1, 1))
-    assert prior_satisfied((1, 3), (1, (0, None)))
-    assert prior_satisfied((1, 5, 0), (1,))  # unconstrained dimensions are not checked
-    assert prior_satisfied(betti_numbers(ring()), (1, (1, 2)))
-    with pytest.raises(ValueError, match="fewer dimensions"):
-        prior_satisfied((1,), (1, 1))
 
 
 # ---------------------------------------------------------------- Eq. 3-4 by hand
@@ -225,8 +148,11 @@ def test_activations():
     expect = TopologicalPriorLoss(prior, reduction="none")
     assert torch.allclose(TopologicalPriorLoss(prior, sigmoid=True, reduction="none")(logits), expect(logits.sigmoid()))
     assert torch.allclose(
-        TopologicalPriorLoss(prior, softmax=True, reduction="none")(logits), expect(logits.softmax(1))
+        TopologicalPriorLoss(prior, softmax=True, include_background=False, reduction="none")(logits),
+        expect(logits.softmax(1))[:, 1:],
     )
+    with pytest.raises(ValueError, match="include_background=False"):
+        TopologicalPriorLoss(prior, softmax=True)  # the background of a ring is not a ring
     assert torch.allclose(
         TopologicalPriorLoss(prior, other_act=lambda t: t.sigmoid() ** 2, reduction="none")(logits),
         expect(logits.sigmoid() ** 2),
@@ -404,6 +330,22 @@ def test_wrapper_is_the_weighted_sum():
     )
 
 
+def test_wrapper_equals_dice_plus_eq3_written_from_the_paper():
+    """Value and gradients of Dice + λ·Eq. 3 on sigmoid(logits), the diagrams from gudhi directly."""
+    from eq_reference import eq3
+
+    logits = torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    label = (torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(5)) > 0.5).float()
+    loss_fn = TopologicalWrapperLoss(DiceLoss(sigmoid=True), TopologicalPriorLoss((1, 1), sigmoid=True), 0.3)
+    ours = loss_fn(logits, label)
+    (grad_ours,) = torch.autograd.grad(ours, logits)
+    probs = torch.sigmoid(logits)
+    theirs = DiceLoss(sigmoid=True)(logits, label) + 0.3 * torch.stack([eq3(probs[b, 0], (1, 1)) for b in range(2)]).mean()
+    (grad_theirs,) = torch.autograd.grad(theirs, logits)
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-6)
+    torch.testing.assert_close(grad_ours, grad_theirs)
+
+
 def test_wrapper_rejects_bad_arguments():
     with pytest.raises(ValueError, match="lambda_topo"):
         TopologicalWrapperLoss(DiceLoss(), TopologicalPriorLoss((1,)), lambda_topo=-1)
@@ -523,3 +465,14 @@ def test_downsample_scores_the_max_pooled_map_and_reaches_full_resolution():
         TopologicalPriorLoss(prior=(1, 1), downsample=0)
     with pytest.raises(ValueError, match="downsample_mode"):
         TopologicalPriorLoss(prior=(1, 1), downsample=2, downsample_mode="median")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [({"sigmoid": "true"}, TypeError, "sigmoid"), ({"sigmoid": 1}, TypeError, "sigmoid"),
+     ({"include_background": "no"}, TypeError, "include_background"), ({"num_workers": "2"}, TypeError, "num_workers"),
+     ({"num_workers": 0}, ValueError, "num_workers")],
+)
+def test_loss_flags_are_checked_at_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TopologicalPriorLoss(prior=(1, 1), **kwargs)

@@ -1,5 +1,7 @@
 """TopologicalPostprocess(d): Eq. 5 test-time refinement on briefly trained U-Nets (2D rings, 3D blobs)."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -226,3 +228,109 @@ def test_bad_input(ring_net):
         TopologicalPostprocess(ring_net)(image)
     with pytest.raises(ValueError, match="image must be"):
         refine_with_topology(ring_net, torch.rand(32, 32), prior=(1, 1))
+    with pytest.raises(ValueError, match=r"first convolution is 3D.*image\[None\]"):
+        refine_with_topology(torch.nn.Conv3d(1, 1, 3, padding=1), torch.rand(8, 8, 8), prior=(1, 0))
+    with pytest.raises(ValueError, match="expects 1"):
+        refine_with_topology(ring_net, torch.rand(2, 32, 32), prior=(1, 1))
+    with pytest.raises(ValueError, match="spatial grid"):
+        refine_with_topology(torch.nn.Conv2d(1, 1, 3, stride=2), image, prior=(1, 1))
+    with pytest.raises(TypeError, match="deep supervision"):
+        refine_with_topology(ring_net, image, prior=(1, 1), inferer=lambda x, net: (net(x), net(x)))
+    with pytest.raises(ValueError, match="image contains NaN"):
+        refine_with_topology(ring_net, torch.full((1, 32, 32), float("nan")), prior=(1, 1))
+    for name, value, error in [
+        ("threshold", 1.5, ValueError), ("threshold", -0.1, ValueError), ("threshold", float("nan"), ValueError),
+        ("lambda_topo", "0.01", TypeError), ("lambda_topo", -1.0, ValueError), ("lr", None, TypeError),
+        ("roi_threshold", 0.6, ValueError), ("iterations", 2.5, TypeError), ("train_frozen", "no", TypeError),
+    ]:
+        with pytest.raises(error, match=name):
+            refine_with_topology(ring_net, image, prior=(1, 1), **{name: value})
+
+
+def _independent_steps_to_prior(net, image, prior, lambda_topo, lr, iterations):
+    """Eq. 5 with Adam written from the paper (eq_reference, gudhi), stopping once the mask has the prior."""
+    from eq_reference import betti_2d, eq5
+
+    work = copy.deepcopy(net)
+    optim = torch.optim.Adam(work.parameters(), lr=lr)
+    with torch.no_grad():
+        reference = torch.sigmoid(work(image[None])[0])
+    for step in range(iterations + 1):
+        probs = torch.sigmoid(work(image[None])[0])
+        if betti_2d(probs[0].detach().numpy() >= 0.5) == prior:
+            return step
+        if step == iterations:
+            return None
+        optim.zero_grad()
+        eq5(probs, reference, [(probs[0], prior)], lambda_topo).backward()
+        optim.step()
+
+
+def test_reaches_the_prior_in_no_more_steps_than_an_independent_implementation(ring_net, hard_rings):
+    """The paper's λ = 0.01 with lr 1e-3: items that need several steps get there as fast as Eq. 5 does."""
+    several = 0
+    for image, _ in hard_rings[:6]:
+        image = torch.from_numpy(image)
+        torch.manual_seed(0)
+        _, record = refine_with_topology(ring_net, image, (1, 1), lambda_topo=0.01, lr=1e-3, iterations=40)
+        expected = _independent_steps_to_prior(ring_net, image, (1, 1), 0.01, 1e-3, 40)
+        if expected is None:
+            assert not record["satisfied_after"]
+            continue
+        assert record["satisfied_after"] and record["iterations"] <= expected
+        several += expected >= 2
+    assert several >= 2, "the check needs items that take several steps"
+
+
+@pytest.mark.parametrize("context", ["no_grad", "inference_mode", "eval_mode"])
+def test_refinement_inside_inference_contexts(ring_net, hard_rings, context):
+    from monai.networks import eval_mode
+
+    image = torch.from_numpy(hard_rings[2][0])
+    expected, _ = refine_with_topology(ring_net, image, (1, 1), lambda_topo=1.0, lr=1e-3, iterations=5)
+    before = _state(ring_net)
+    manager = {"no_grad": torch.no_grad(), "inference_mode": torch.inference_mode(), "eval_mode": eval_mode(ring_net)}
+    with manager[context]:
+        if context == "inference_mode":
+            image = image.clone()  # an inference tensor, as a loader inside inference_mode makes
+        probs, record = refine_with_topology(ring_net, image, (1, 1), lambda_topo=1.0, lr=1e-3, iterations=5)
+        out = TopologicalPostprocessd("image", ring_net, prior=(1, 1), lambda_topo=1.0, lr=1e-3, iterations=5)(
+            {"image": image}
+        )
+    torch.testing.assert_close(probs, expected)
+    torch.testing.assert_close(out["pred"].as_tensor(), expected)
+    _assert_unchanged(ring_net, before)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_network_keeps_its_dtype(ring_net, hard_rings, dtype):
+    net = copy.deepcopy(ring_net).to(dtype)
+    probs, record = refine_with_topology(net, torch.from_numpy(hard_rings[3][0]), (1, 1), lambda_topo=1.0,
+                                         lr=1e-3, iterations=3, stop_when_satisfied=False)
+    assert record["iterations"] == 3 and probs.dtype == torch.float32 and torch.isfinite(probs).all()
+    assert all(p.dtype == dtype for p in net.parameters())
+
+
+def test_frozen_parameters_stay_frozen_in_the_copy(ring_net, hard_rings):
+    net = copy.deepcopy(ring_net)
+    encoder = list(net.model[0].parameters())
+    for p in encoder:
+        p.requires_grad_(False)
+    handed = []
+
+    def optimizer(params):
+        params = list(params)
+        handed.append(params)
+        return torch.optim.Adam(params, lr=1e-3)
+
+    image = torch.from_numpy(hard_rings[0][0])
+    refine_with_topology(net, image, (1, 1), optimizer=optimizer, iterations=2, stop_when_satisfied=False)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    assert len(handed[0]) == len(trainable) < len(list(net.parameters()))
+    assert all(p.requires_grad for p in handed[0])
+    refine_with_topology(net, image, (1, 1), optimizer=optimizer, iterations=1, train_frozen=True)
+    assert len(handed[1]) == len(list(net.parameters()))
+    assert not any(p.requires_grad for p in encoder)  # the caller's flags are untouched
+    net.requires_grad_(False)
+    with pytest.raises(ValueError, match="train_frozen=True"):
+        refine_with_topology(net, image, (1, 1))

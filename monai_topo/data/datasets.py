@@ -20,6 +20,7 @@ from monai.data import NibabelWriter
 
 from monai_topo.data.phantoms import MYOCARDIUM_PRIORS, PLACENTA_PRIOR, myocardium_phantom, placenta_phantom
 from monai_topo.transforms.kspace import corrupt_kspace_lines
+from monai_topo.validation import check_int, check_number, check_shape
 
 __all__ = ["DATALIST_NAME", "DATASET_KINDS", "ensure_dataset", "generate_dataset"]
 
@@ -56,10 +57,19 @@ def _write_json(data: dict, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def _check_count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {name}={value!r}.")
-    return int(value)
+def _check_kind(kind) -> str:
+    if not isinstance(kind, str) or kind not in DATASET_KINDS:
+        raise ValueError(f"kind must be one of {DATASET_KINDS}, got kind={kind!r}.")
+    return kind
+
+
+def _check_folder(dataset_dir) -> Path:
+    if not isinstance(dataset_dir, (str, os.PathLike)):
+        raise TypeError(f"dataset_dir must be a str or path, got {type(dataset_dir).__name__}.")
+    root = Path(dataset_dir)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"dataset_dir={str(root)!r} is a file, not a folder; give a folder to write the dataset in.")
+    return root
 
 
 def generate_dataset(
@@ -124,22 +134,28 @@ def generate_dataset(
     >>> len(items), sorted(items[0]), items[0]["prior"]
     (2, ['image', 'label', 'prior'], [1, 1])
     """
-    if kind not in DATASET_KINDS:
-        raise ValueError(f"kind must be one of {DATASET_KINDS}, got kind={kind!r}.")
-    counts = dict(zip(SPLITS, (_check_count(n, v) for n, v in zip(
+    kind = _check_kind(kind)
+    root = _check_folder(dataset_dir)
+    counts = dict(zip(SPLITS, (check_int(v, n, minimum=0) for n, v in zip(
         ("n_train", "n_unlabelled", "n_val", "n_test"), (n_train, n_unlabelled, n_val, n_test)))))
-    shape = tuple(int(n) for n in (DEFAULT_SHAPES[kind] if shape is None else shape))
-    spacing = tuple(float(s) for s in (DEFAULT_SPACINGS[kind] if spacing is None else spacing))
-    if len(spacing) != len(shape) or min(spacing) <= 0:
-        raise ValueError(f"spacing must hold {len(shape)} positive values for {kind}, got spacing={spacing}.")
-    if not 0 <= apical_fraction <= 1:
-        raise ValueError(f"apical_fraction must be in [0, 1], got apical_fraction={apical_fraction!r}.")
+    seed = check_int(seed, "seed", minimum=0)
+    ndim = len(DEFAULT_SHAPES[kind])
+    # the phantoms' smallest sides: 32 pixels (myocardium), 24 voxels (placenta)
+    shape = DEFAULT_SHAPES[kind] if shape is None else check_shape(shape, "shape", (ndim,), minimum=32 if ndim == 2 else 24)
+    if spacing is None:
+        spacing = DEFAULT_SPACINGS[kind]
+    elif isinstance(spacing, (str, bytes)) or not isinstance(spacing, Sequence) or len(spacing) != ndim:
+        raise ValueError(f"spacing must hold {ndim} positive values (mm) for {kind}, got spacing={spacing!r}.")
+    spacing = tuple(check_number(v, f"spacing[{i}]", 0) for i, v in enumerate(spacing))
+    if min(spacing) <= 0:
+        raise ValueError(f"spacing must hold {ndim} positive values (mm) for {kind}, got spacing={spacing}.")
+    apical_fraction = check_number(apical_fraction, "apical_fraction", 0, 1)
     if kind == "myocardium":
         if len(shape) != 2 or shape[0] != shape[1]:
             raise ValueError(f"shape must be square (S, S) for myocardium, got shape={shape}.")
         if m_lines is None:
             m_lines = round(MYOCARDIUM_LINE_FRACTION * shape[0])
-        if _check_count("m_lines", m_lines) > shape[0] - MYOCARDIUM_KEEP_CENTRE:
+        if check_int(m_lines, "m_lines", minimum=0) > shape[0] - MYOCARDIUM_KEEP_CENTRE:
             raise ValueError(f"m_lines must be at most {shape[0] - MYOCARDIUM_KEEP_CENTRE} (the {shape[0]} lines less "
                              f"the {MYOCARDIUM_KEEP_CENTRE} central ones), got m_lines={m_lines}.")
     else:
@@ -149,7 +165,6 @@ def generate_dataset(
         if apical_fraction:
             raise ValueError(f"apical_fraction applies to myocardium only, got {apical_fraction!r} for placenta.")
 
-    root = Path(dataset_dir)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "labels").mkdir(exist_ok=True)
     affine = np.diag([*spacing, *([1.0] * (4 - len(spacing)))])
@@ -220,7 +235,8 @@ def ensure_dataset(dataset_dir: str | os.PathLike, kind: str = "myocardium", **k
     >>> ensure_dataset(folder, "placenta") == first
     True
     """
-    path = Path(dataset_dir) / DATALIST_NAME
+    _check_kind(kind)
+    path = _check_folder(dataset_dir) / DATALIST_NAME
     if path.is_file():
         return str(path)
     return generate_dataset(kind, dataset_dir, **kwargs)

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from monai_topo.data.synthetic import smooth_noise
+from monai_topo.validation import check_bool, check_int, check_number, check_seed, check_shape
 
 __all__ = ["MYOCARDIUM_PRIORS", "PLACENTA_PRIOR", "myocardium_phantom", "placenta_phantom"]
 
@@ -31,7 +32,7 @@ def _generator(rng: RandomGenerator) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
+        return np.random.default_rng(check_seed(rng, "rng"))
     raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {rng!r}.")
 
 
@@ -88,10 +89,9 @@ def myocardium_phantom(
     >>> betti_numbers(myocardium_phantom(64, rng=0, apical=True)[1])
     (1, 0)
     """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 32:
-        raise ValueError(f"size must be an integer of at least 32 pixels, got size={size!r}.")
-    if not noise >= 0:
-        raise ValueError(f"noise must be non-negative, got noise={noise!r}.")
+    size = check_int(size, "size", minimum=32)
+    noise = check_number(noise, "noise", 0)
+    apical = check_bool(apical, "apical")
     rng = _generator(rng)
     yy, xx = np.mgrid[:size, :size].astype(float)
     centre = size / 2 + rng.uniform(-0.06, 0.06, 2) * size
@@ -197,15 +197,10 @@ def placenta_phantom(
     >>> image.shape, image.dtype, betti_numbers(label)
     ((24, 32, 32), dtype('float32'), (1, 0, 0))
     """
-    shape = tuple(int(n) for n in shape)
-    if len(shape) != 3 or min(shape) < 24:
-        raise ValueError(f"shape must be (D, H, W) with every side at least 24 voxels, got shape={shape}.")
-    if not 0 <= roughness <= 0.5:
-        raise ValueError(f"roughness must be in [0, 0.5], got roughness={roughness!r}.")
-    if not 0 <= speckle <= 1:
-        raise ValueError(f"speckle must be in [0, 1], got speckle={speckle!r}.")
-    if isinstance(distractors, bool) or not isinstance(distractors, (int, np.integer)) or distractors < 0:
-        raise ValueError(f"distractors must be a non-negative integer, got distractors={distractors!r}.")
+    shape = check_shape(shape, "shape", (3,), minimum=24)  # (D, H, W), every side at least 24 voxels
+    roughness = check_number(roughness, "roughness", 0, 0.5)
+    speckle = check_number(speckle, "speckle", 0, 1)
+    distractors = check_int(distractors, "distractors", minimum=0)
     rng = _generator(rng)
     size = np.array(shape, float)
     grid = np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from monai_topo.validation import check_bool, check_int, check_number, check_seed
+
 
 def noisy_ring(
     size: int = 64,
@@ -40,6 +42,12 @@ def noisy_ring(
     >>> noisy_ring(32).shape
     (32, 32)
     """
+    size = check_int(size, "size", minimum=2)
+    radius = check_number(radius, "radius", 0)
+    thickness = check_number(thickness, "thickness", 0)
+    if thickness == 0:
+        raise ValueError("thickness must be > 0 (a fraction of size), got 0.")
+    gap, noise, seed = check_bool(gap, "gap"), check_number(noise, "noise", 0), check_seed(seed, "seed")
     yy, xx = np.mgrid[:size, :size] / size - 0.5
     distance = np.abs(np.hypot(yy, xx) - radius)
     prob = np.exp(-((distance / (thickness / 2)) ** 4))

@@ -12,22 +12,12 @@ from monai.engines import SupervisedTrainer
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
 
+from monai_topo.priors import batch_prior_items
+
 __all__ = ["SemiSupervisedTrainer"]
 
 SUP_LOSS = "sup_loss"
 TOPO_LOSS = "topo_loss"
-
-
-def _batch_prior(prior: Any) -> Any:
-    """Per-item priors as a ``(B, d)`` or ``(B, d, 2)`` tensor.
-
-    PyTorch's default collation turns a list ``[β0, β1]`` stored in every data dictionary into the
-    transposed ``[tensor of B β0s, tensor of B β1s]``; stacking along dimension 1 undoes it.
-    Tensors (priors converted before collation) pass through unchanged.
-    """
-    if isinstance(prior, (list, tuple)) and prior and all(isinstance(p, (list, tuple, torch.Tensor)) for p in prior):
-        return torch.stack([torch.as_tensor(_batch_prior(p)) for p in prior], dim=1)
-    return prior
 
 
 class SemiSupervisedTrainer(SupervisedTrainer):
@@ -60,8 +50,9 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         ``DistributedSampler``).
     topo_loss_function : callable
         ``topo_loss_function(pred)`` or, when the unlabelled batch carries priors under
-        ``prior_key``, ``topo_loss_function(pred, prior=priors)`` with ``priors`` a ``(B, d)``
-        tensor, e.g. :class:`monai_topo.losses.TopologicalPriorLoss`.
+        ``prior_key``, ``topo_loss_function(pred, prior=priors)`` with ``priors`` a list of one
+        prior per item, undone from the ``DataLoader``'s collation by
+        :func:`monai_topo.priors.batch_prior_items`; e.g. :class:`monai_topo.losses.TopologicalPriorLoss`.
     lambda_topo : float
         Weight λ of the topological term (0.01 in the paper). With 0 the term is computed and
         logged but does not train.
@@ -167,7 +158,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             inputs = inputs.as_tensor()  # the output is only scored: metadata would just slow the loss down
         pred = self.inferer(inputs, self.network, *args, **kwargs)
         if self.prior_key is not None and isinstance(batchdata, dict) and self.prior_key in batchdata:
-            return self.topo_loss_function(pred, prior=_batch_prior(batchdata[self.prior_key])).mean()
+            priors = batch_prior_items(batchdata[self.prior_key], len(pred))
+            return self.topo_loss_function(pred, prior=priors).mean()
         return self.topo_loss_function(pred).mean()
 
     def _semi_supervised_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ class BettiMetricHandler(IgniteMetricHandler):
         Key of the per-item prior in the batch dictionary (e.g. ``"prior"``), read from
         ``engine.state.batch`` after decollation. Store each item's prior as an array or tensor of
         shape ``(d,)`` or ``(d, 2)``, so that collation keeps one row per item.
+        It takes precedence over a prior fixed in the metric.
     output_transform : callable
         Extracts ``(y_pred, y)`` from ``engine.state.output``.
     save_details : bool
@@ -72,8 +73,13 @@ class BettiMetricHandler(IgniteMetricHandler):
         output : sequence
             ``(y_pred, y)``; ``y`` is not used (and may be ``None``) when a prior is set.
         """
-        if len(output) != 2:
-            raise ValueError(f"output must be a (y_pred, y) pair, got {len(output)} values.")
+        # A bare tensor has a len() too: a batch of two would be unpacked into two items.
+        if not isinstance(output, (list, tuple)) or len(output) != 2:
+            got = f"{len(output)} values" if isinstance(output, (list, tuple)) else type(output).__name__
+            raise ValueError(
+                f"output must be a (y_pred, y) pair, got {got}; set output_transform, "
+                'e.g. monai.handlers.from_engine(["pred", "label"]).'
+            )
         y_pred, y = output
         if self.prior_key is not None:
             self.metric_fn(y_pred, prior=self._batch_priors())

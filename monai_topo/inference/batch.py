@@ -26,7 +26,7 @@ from monai_topo.inference.cases import check_output_folder, find_cases, source_f
 from monai_topo.inference.distributed import all_gather, barrier, process_group
 from monai_topo.inference.readers import add_simpleitk_reader, load_image
 from monai_topo.inference.report import merge_rows, read_rows, remove_partials, write_partial, write_report
-from monai_topo.losses import parse_prior
+from monai_topo.priors import parse_prior
 from monai_topo.metrics import compute_betti_error
 from monai_topo.transforms import refine_with_topology
 

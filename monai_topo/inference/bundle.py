@@ -12,7 +12,7 @@ import torch
 from monai.bundle import ConfigParser
 
 import monai_topo
-from monai_topo.losses import parse_prior
+from monai_topo.priors import parse_prior
 
 BUNDLES_ENV = "MONAI_TOPO_BUNDLES"
 """Environment variable with extra folders (``os.pathsep``-separated) searched for bundle names."""

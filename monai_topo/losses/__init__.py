@@ -4,38 +4,26 @@
   :func:`prior_loss_from_diagram`;
 - :class:`PersistenceMatchingLoss` (Hu et al., NeurIPS 2019), over
   :func:`matching_loss_from_diagrams` / :func:`wasserstein2_squared`;
-- :class:`TopologicalWrapperLoss`: ``base(input, target) + λ · topo(input[, target])``;
-- priors as plain data: :func:`parse_prior`, :func:`parse_batch_priors`,
-  :func:`parse_class_priors`, :func:`prior_satisfied`, :class:`BettiPrior`.
+- :class:`TopologicalWrapperLoss`: ``base(input, target) + λ · topo(input[, target])``.
+
+Priors are plain data shared with the metrics and transforms: see :mod:`monai_topo.priors`.
 """
 
 from monai_topo.losses.base import TopologicalLoss
 from monai_topo.losses.betti_matching import BettiMatchingLoss, betti_matching_loss, loss_from_matching
 from monai_topo.losses.matching import PersistenceMatchingLoss, matching_loss_from_diagrams, wasserstein2_squared
 from monai_topo.losses.prior import TopologicalPriorLoss, prior_loss_from_diagram
-from monai_topo.losses.priors import (
-    BettiPrior,
-    parse_batch_priors,
-    parse_class_priors,
-    parse_prior,
-    prior_satisfied,
-)
 from monai_topo.losses.wrapper import TopologicalWrapperLoss
 
 __all__ = [
     "BettiMatchingLoss",
     "betti_matching_loss",
     "loss_from_matching",
-    "BettiPrior",
     "PersistenceMatchingLoss",
     "TopologicalLoss",
     "TopologicalPriorLoss",
     "TopologicalWrapperLoss",
     "matching_loss_from_diagrams",
-    "parse_batch_priors",
-    "parse_class_priors",
-    "parse_prior",
     "prior_loss_from_diagram",
-    "prior_satisfied",
     "wasserstein2_squared",
 ]

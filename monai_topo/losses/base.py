@@ -10,6 +10,7 @@ from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
 from monai_topo.ph import DEFAULT_CONNECTIVITY, check_connectivity
+from monai_topo.validation import check_bool, check_int
 
 # softmax/sum rounding may leave probabilities a hair above 1.
 PROBABILITY_TOLERANCE = 1e-5
@@ -91,6 +92,10 @@ class TopologicalLoss(_Loss):
         super().__init__(reduction=LossReduction(reduction).value)
         if other_act is not None and not callable(other_act):
             raise TypeError(f"other_act must be None or callable but is {type(other_act).__name__}.")
+        for name, flag in (("include_background", include_background), ("sigmoid", sigmoid), ("softmax", softmax)):
+            check_bool(flag, name)
+        if num_workers is not None:
+            check_int(num_workers, "num_workers", minimum=1)
         if int(sigmoid) + int(softmax) + int(other_act is not None) > 1:
             raise ValueError("Incompatible values: more than 1 of [sigmoid=True, softmax=True, other_act is not None].")
         self.connectivity = check_connectivity(connectivity)

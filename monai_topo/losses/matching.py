@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -14,6 +15,7 @@ from scipy.optimize import linear_sum_assignment
 
 from monai_topo.losses.base import TopologicalLoss, check_probability_map, loss_table, zero_gradient_where_constant
 from monai_topo.ph import DEFAULT_CONNECTIVITY, PersistenceDiagram, batch_persistence
+from monai_topo.validation import check_bool
 
 
 def _pairable(gain: np.ndarray) -> np.ndarray:
@@ -33,6 +35,20 @@ def _pairable(gain: np.ndarray) -> np.ndarray:
         np.put_along_axis(among_best, best, True, axis=0)
         gain = np.where(among_best, gain, 0)
     return np.flatnonzero((gain > 0).any(1))
+
+
+def _points_array(points, name: str) -> np.ndarray:
+    """The ``(n, 2)`` float64 numpy copy of a diagram's points, checked."""
+    if not isinstance(points, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of (birth, death) points, got {type(points).__name__}.")
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (n, 2), one (birth, death) row per point, got {tuple(points.shape)}.")
+    if points.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {points.dtype}.")
+    array = points.detach().cpu().double().numpy()
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or Inf values.")
+    return array
 
 
 def wasserstein2_squared(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -64,7 +80,7 @@ def wasserstein2_squared(prediction: torch.Tensor, target: torch.Tensor) -> torc
     >>> round(float(wasserstein2_squared(a, b)), 4)   # 0.1² + 0.1²/2 (short bar to the diagonal)
     0.015
     """
-    pred, targ = (p.detach().cpu().double().numpy() for p in (prediction, target))
+    pred, targ = (_points_array(p, name) for p, name in ((prediction, "prediction"), (target, "target")))
     pred_to_diagonal = (pred[:, 0] - pred[:, 1]) ** 2 / 2
     target_to_diagonal = (targ[:, 0] - targ[:, 1]) ** 2 / 2
     pair_cost = ((pred[:, None, :] - targ[None, :, :]) ** 2).sum(-1)
@@ -126,6 +142,12 @@ def matching_loss_from_diagrams(prediction: PersistenceDiagram, target: Persiste
     >>> round(float(matching_loss_from_diagrams(cubical_persistence(pred), cubical_persistence(gt))), 4)
     0.08
     """
+    for diagram, name in ((prediction, "prediction"), (target, "target")):
+        if not isinstance(diagram, PersistenceDiagram):
+            raise TypeError(
+                f"{name} must be a PersistenceDiagram (from monai_topo.ph.cubical_persistence), "
+                f"got {type(diagram).__name__}."
+            )
     if prediction.maxdim != target.maxdim:
         raise ValueError(
             f"diagrams cover different homology dimensions: 0..{prediction.maxdim} and 0..{target.maxdim}."
@@ -181,6 +203,18 @@ def split_into_patches(x: torch.Tensor, patch_size: Sequence[int]) -> torch.Tens
     return x.reshape(shape).permute(order).reshape(batch, channels * math.prod(counts), *patch_size)
 
 
+def _check_labels(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``target`` if it holds class indices ``0 .. num_classes - 1``; one_hot would truncate 0.5 to 0."""
+    values = target if target.is_floating_point() else target.float()
+    valid = (values == values.round()) & (values >= 0) & (values < num_classes)  # NaN is not valid
+    if not bool(valid.all()):
+        raise ValueError(
+            f"with to_onehot_y=True, target must hold class labels 0..{num_classes - 1} (whole numbers, one per "
+            f"input channel), got {float(values[~valid][0]):g}; round or threshold soft labels first."
+        )
+    return target
+
+
 class PersistenceMatchingLoss(TopologicalLoss):
     """Persistence-diagram matching loss (Hu et al., NeurIPS 2019) between a prediction and its ground truth.
 
@@ -198,7 +232,9 @@ class PersistenceMatchingLoss(TopologicalLoss):
         the tiles of each item and channel, which localises features and keeps diagrams small.
         Edge tiles are smaller (zero padding leaves their diagram unchanged). Default: whole image.
     to_onehot_y : bool
-        Convert a ``(B, 1, ...)`` label-index target to one-hot with ``input.shape[1]`` classes.
+        Convert a ``(B, 1, ...)`` label-index target to one-hot with ``input.shape[1]`` classes; the
+        labels must then be whole numbers ``0 .. C - 1``. Ignored, with a warning as in MONAI, for a
+        single-channel input (whose target is then read as a mask).
     connectivity, include_background, sigmoid, softmax, other_act, num_workers
         As in :class:`TopologicalPriorLoss`.
     reduction : {"mean", "sum", "none"}
@@ -234,16 +270,20 @@ class PersistenceMatchingLoss(TopologicalLoss):
     ) -> None:
         super().__init__(connectivity, include_background, sigmoid, softmax, other_act, reduction, num_workers)
         self.patch_size = _check_patch_size(patch_size)
-        self.to_onehot_y = to_onehot_y
+        self.to_onehot_y = check_bool(to_onehot_y, "to_onehot_y")
 
     def _target(self, target: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
         if not isinstance(target, torch.Tensor):
             raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}.")
         target = target.detach()
-        if self.to_onehot_y and input.shape[1] > 1:
-            if target.shape[1] != 1:
+        if target.is_complex():
+            raise TypeError(f"target must hold real numbers, got dtype {target.dtype}.")
+        if self.to_onehot_y and input.shape[1] == 1:
+            warnings.warn("single channel prediction, `to_onehot_y=True` ignored.", stacklevel=3)
+        elif self.to_onehot_y:
+            if target.ndim != input.ndim or target.shape[1] != 1:
                 raise ValueError(f"to_onehot_y=True needs a (B, 1, ...) label target, got shape {tuple(target.shape)}.")
-            target = one_hot(target, num_classes=input.shape[1])
+            target = one_hot(_check_labels(target, input.shape[1]), num_classes=input.shape[1])
         if target.shape != input.shape:
             raise ValueError(
                 f"target shape {tuple(target.shape)} does not match input shape {tuple(input.shape)}"

@@ -8,8 +8,14 @@ from collections.abc import Callable, Sequence
 import torch
 from monai.utils import LossReduction
 
-from monai_topo.losses.base import PROBABILITY_TOLERANCE, TopologicalLoss, loss_table, zero_gradient_where_constant
-from monai_topo.losses.priors import (
+from monai_topo.losses.base import (
+    PROBABILITY_TOLERANCE,
+    TopologicalLoss,
+    check_probability_map,
+    loss_table,
+    zero_gradient_where_constant,
+)
+from monai_topo.priors import (
     MAX_SPATIAL_NDIM,
     BettiPrior,
     parse_batch_priors,
@@ -51,7 +57,7 @@ def prior_loss_from_diagram(diagram: PersistenceDiagram, prior, weights=None) ->
     ----------
     diagram : PersistenceDiagram
         Diagram of a probability map (values in [0, 1], so lengths are in [0, 1]).
-    prior : any form :func:`monai_topo.losses.parse_prior` accepts
+    prior : any form :func:`monai_topo.priors.parse_prior` accepts
         Dimensions beyond its length are not constrained.
     weights : sequence of float, optional
         Weight of each homology dimension (default 1 each); needs an entry per prior dimension.
@@ -122,7 +128,9 @@ class TopologicalPriorLoss(TopologicalLoss):
         Foreground adjacency (8/26 or 4/6-connected).
     include_background : bool
         If False, channel 0 is not scored (``prior`` mode only; with ``class_priors`` name the
-        channels instead).
+        channels instead). With ``softmax=True`` and a single ``prior``, channel 0 is the background,
+        so ``include_background=False`` is required (an error says so): the background of a ring is
+        not a ring.
     sigmoid, softmax, other_act
         Activation applied to ``input`` first, as in :class:`monai.losses.DiceLoss`.
     reduction : {"mean", "sum", "none"}
@@ -179,6 +187,14 @@ class TopologicalPriorLoss(TopologicalLoss):
         self.class_priors = None if class_priors is None else parse_class_priors(class_priors)
         if self.class_priors is not None and not include_background and any(0 in c for c in self.class_priors):
             raise ValueError("class_priors names channel 0 but include_background=False.")
+        if softmax and include_background and self.class_priors is None:
+            # After a softmax, channel 0 is the background, whose topology is not the foreground's
+            # (a ring's background has Betti numbers (2, 0)): one prior for every channel is a mistake.
+            raise ValueError(
+                "softmax=True with include_background=True would apply the foreground prior to the background "
+                "channel 0 as well; pass include_background=False to score only the foreground channels, or "
+                "class_priors={channel: prior} to give each channel (or union of channels) its own prior."
+            )
         self.weights = parse_weights(weights)
         longest = max((len(p) for p in self._static_priors()), default=0)
         if self.weights is not None and len(self.weights) < longest:
@@ -237,15 +253,34 @@ class TopologicalPriorLoss(TopologicalLoss):
         target : ignored
             Accepted so that the loss can be a trainer's ``loss_function``; no ground truth is used.
         prior : optional, keyword only
-            Per-item priors overriding the constructor's: a ``(B, d)`` or ``(B, d, 2)`` tensor or a
-            list of ``B`` priors; each item's prior applies to all its scored channels.
+            Per-item priors overriding the constructor's: a ``(B, d)`` or ``(B, d, 2)`` tensor, a
+            list of ``B`` priors, or ``batch["prior"]`` as a MONAI ``DataLoader`` collates per-item
+            priors (:func:`monai_topo.priors.batch_prior_items`); each item's prior applies to all
+            its scored channels.
 
         Returns
         -------
         torch.Tensor
             Reduced as ``reduction`` says.
         """
-        probs = self.activate(input)
+        return self.score_probabilities(self.activate(input), prior=prior)
+
+    def score_probabilities(self, probs: torch.Tensor, prior=None) -> torch.Tensor:
+        """The loss of already activated probabilities: ``forward(x) == score_probabilities(activate(x))``.
+
+        For callers that need the probabilities themselves too (test-time refinement ties them to
+        the initial prediction), so that the activation is applied exactly once.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from monai_topo.losses import TopologicalPriorLoss
+        >>> loss = TopologicalPriorLoss(prior=(1, 1), sigmoid=True)
+        >>> logits = torch.randn(2, 1, 16, 16)
+        >>> bool(loss.score_probabilities(torch.sigmoid(logits)) == loss(logits))
+        True
+        """
+        check_probability_map(probs, "probs")
         maps, priors = self.scored_maps(probs, prior)
         maxdim = max(len(p) for row in priors for p in row) - 1
         if self.downsample > 1:

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from monai.metrics import CumulativeIterationMetric
 from monai.metrics.utils import do_metric_reduction, ignore_background
-from monai.utils import MetricReduction, convert_data_type
+from monai.utils import MetricReduction
+
+from monai_topo.validation import check_bool, native_array
+
+REDUCTIONS = tuple(r.value for r in MetricReduction)
+
+
+def check_reduction(reduction, name: str = "reduction") -> str:
+    """The value of a MONAI metric reduction, or a ``ValueError`` that lists them (at construction,
+    rather than at the first :meth:`~ReducedMetric.aggregate`)."""
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"{name} must be one of {REDUCTIONS}, got {reduction!r}.")
+    return MetricReduction(reduction).value
+
+
+def _as_tensor(x, name: str) -> torch.Tensor:
+    """A tensor or a numpy array (any byte order or strides) as a tensor; anything else is a ``TypeError``."""
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(native_array(x, name))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}.")
+    return x
 
 
 def _as_batch_tensor(x, name: str) -> torch.Tensor:
-    x = convert_data_type(x, output_type=torch.Tensor)[0]
+    x = _as_tensor(x, name)
     if x.ndim not in (4, 5):
         raise ValueError(
             f"{name} must have shape (B, C, H, W) or (B, C, D, H, W), got shape {tuple(x.shape)}."
@@ -19,6 +41,15 @@ def _as_batch_tensor(x, name: str) -> torch.Tensor:
     if x.is_complex():
         raise TypeError(f"{name} must be a real or boolean tensor, got dtype {x.dtype}.")
     return x
+
+
+def _as_metric_input(x, name: str):
+    """A batch tensor, or a list of channel-first items, with numpy arrays converted to tensors."""
+    if isinstance(x, (list, tuple)):
+        if not x:
+            raise ValueError(f"{name} is an empty list; give at least one channel-first item.")
+        return [_as_tensor(item, f"{name}[{i}]") for i, item in enumerate(x)]
+    return _as_tensor(x, name)
 
 
 def check_binary(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -43,7 +74,7 @@ def segmentation_pair(
             raise ValueError(
                 f"y_pred and y must have the same shape, got {tuple(y_pred.shape)} and {tuple(y.shape)}."
             )
-    if not include_background:
+    if not check_bool(include_background, "include_background"):
         y_pred, y = ignore_background(y_pred=y_pred, y=y)
     return y_pred, y
 
@@ -70,9 +101,21 @@ class ReducedMetric(CumulativeIterationMetric):
         get_not_nans: bool = False,
     ) -> None:
         super().__init__()
-        self.include_background = include_background
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
+        self.include_background = check_bool(include_background, "include_background")
+        self.reduction = check_reduction(reduction)
+        self.get_not_nans = check_bool(get_not_nans, "get_not_nans")
+
+    def __call__(self, y_pred, y=None, **kwargs):  # type: ignore[override]
+        """Score one iteration (a ``(B, C, *spatial)`` batch or a list of channel-first items) and
+        buffer it; numpy arrays are accepted, and ``y`` must come in the same form as ``y_pred``."""
+        y_pred = _as_metric_input(y_pred, "y_pred")
+        if y is not None:
+            y = _as_metric_input(y, "y")
+            if isinstance(y_pred, list) != isinstance(y, list):
+                raise ValueError("y_pred and y must both be batch tensors or both be lists of items.")
+            if isinstance(y, list) and len(y) != len(y_pred):
+                raise ValueError(f"y_pred and y must hold as many items, got {len(y_pred)} and {len(y)}.")
+        return super().__call__(y_pred, y, **kwargs)
 
     def aggregate(
         self, reduction: MetricReduction | str | None = None
@@ -84,8 +127,12 @@ class ReducedMetric(CumulativeIterationMetric):
         reduction : str or MetricReduction, optional
             Overrides the reduction given at construction.
         """
+        reduction = self.reduction if reduction is None else check_reduction(reduction)
         data = self.get_buffer()
         if not isinstance(data, torch.Tensor):
-            raise ValueError(f"the data to aggregate must be a torch.Tensor, got {type(data).__name__}.")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
+            raise ValueError(
+                f"{type(self).__name__} has nothing to aggregate: call it on at least one batch first "
+                "(aggregate() after reset() needs new batches too)."
+            )
+        f, not_nans = do_metric_reduction(data, reduction)
         return (f, not_nans) if self.get_not_nans else f

@@ -6,9 +6,10 @@ import numpy as np
 import torch
 from monai.utils import MetricReduction
 
-from monai_topo.losses.priors import parse_batch_priors, parse_prior
+from monai_topo.priors import batch_prior_items, parse_batch_priors, parse_prior
 from monai_topo.metrics.base import ReducedMetric, check_binary, segmentation_pair
 from monai_topo.ph import DEFAULT_CONNECTIVITY, betti_numbers, check_connectivity
+from monai_topo.validation import check_bool
 
 
 def _betti_table(masks: torch.Tensor, connectivity: str) -> np.ndarray:
@@ -20,29 +21,29 @@ def _betti_table(masks: torch.Tensor, connectivity: str) -> np.ndarray:
 
 
 def _is_unknown(item) -> bool:
-    """``None``, or a floating-point row that is all NaN: an item whose topology is not known."""
-    if isinstance(item, torch.Tensor):
-        item = item.detach().cpu().numpy()
-    if isinstance(item, np.ndarray):
-        return item.ndim >= 1 and item.size > 0 and np.issubdtype(item.dtype, np.floating) and np.isnan(item).all()
-    return item is None
+    """``None``, or numbers that are all NaN: an item whose topology is not known."""
+    if item is None:
+        return True
+    try:
+        values = np.asarray(item, dtype=float)
+    except (TypeError, ValueError):  # ranges such as (1, (0, 2)) are ragged: a real prior
+        return False
+    return values.size > 0 and bool(np.isnan(values).all())
 
 
 def _prior_bounds(prior, batch_size: int, spatial_ndim: int) -> np.ndarray:
     """Per-item ``[min, max]`` Betti bounds, shape ``(B, spatial_ndim, 2)``: ``[0, inf]`` in dimensions a
     prior leaves free, NaN for unknown items."""
-    is_sequence = isinstance(prior, (list, tuple, torch.Tensor, np.ndarray))
-    unknown = np.array([_is_unknown(item) for item in prior] if is_sequence else [], dtype=bool)
-    if unknown.any():
-        # Unknown items stand in as the free prior β0 in [0, ∞) so that the shared parser checks the rest.
-        prior = [[(0, None)] if is_unknown else item for item, is_unknown in zip(prior, unknown)]
+    items = batch_prior_items(prior, batch_size)
+    unknown = np.array([_is_unknown(item) for item in items], dtype=bool)
+    # Unknown items stand in as the free prior β0 in [0, ∞) so that the shared parser checks the rest.
+    items = [[(0, None)] if is_unknown else item for item, is_unknown in zip(items, unknown)]
     bounds = np.tile([0.0, np.inf], (batch_size, spatial_ndim, 1))
-    for b, parsed in enumerate(parse_batch_priors(prior, batch_size, spatial_ndim)):
+    for b, parsed in enumerate(parse_batch_priors(items, batch_size, spatial_ndim)):
         constrained = len(parsed)
         bounds[b, :constrained, 0] = parsed.min_counts
         bounds[b, :constrained, 1] = [np.inf if high is None else high for high in parsed.max_counts]
-    if unknown.any():
-        bounds[unknown] = np.nan
+    bounds[unknown] = np.nan
     return bounds
 
 
@@ -68,9 +69,10 @@ def compute_betti_error(
     y : torch.Tensor or numpy.ndarray, optional
         Binarised ground truth of the same shape. Give either ``y`` or ``prior``.
     prior : sequence or array, optional
-        One Betti prior per item, as :func:`monai_topo.losses.parse_batch_priors` reads them: a list
+        One Betti prior per item, as :func:`monai_topo.priors.batch_prior_items` reads them: a list
         of ``B`` tuples ``(β0, β1[, β2])`` whose entries may be ``(min, max)`` ranges (``max`` ``None``
-        for no limit), or a tensor of shape ``(B, d)`` or ``(B, d, 2)``. A prior with fewer entries
+        for no limit), a tensor of shape ``(B, d)`` or ``(B, d, 2)``, or ``batch["prior"]`` as a MONAI
+        ``DataLoader`` collates per-item priors. A prior with fewer entries
         than the image has homology dimensions leaves the rest free (error 0 there). An item whose
         prior is ``None`` (or a row of NaN) has unknown topology and is scored NaN. Each prior
         applies to every scored channel of its item.
@@ -109,6 +111,7 @@ def compute_betti_error(
             f"got {'both' if y is not None else 'neither'}."
         )
     connectivity = check_connectivity(connectivity)
+    ignore_empty = check_bool(ignore_empty, "ignore_empty")
     y_pred, y = segmentation_pair(y_pred, y, include_background)
     betti_pred = _betti_table(check_binary(y_pred, "y_pred"), connectivity)
     if y is not None:
@@ -146,6 +149,7 @@ class BettiComparisonMetric(ReducedMetric):
     ) -> None:
         super().__init__(include_background, reduction, get_not_nans)
         self.connectivity = check_connectivity(connectivity)
+        ignore_empty = check_bool(ignore_empty, "ignore_empty")
         if prior is not None:
             parse_prior(prior)
             if ignore_empty:
@@ -175,13 +179,12 @@ class BettiComparisonMetric(ReducedMetric):
     def _compute_list(self, y_pred, y=None, prior=None):  # type: ignore[override]
         if prior is None:
             return super()._compute_list(y_pred, y)
-        if isinstance(prior, (str, bytes)) or not hasattr(prior, "__len__") or len(prior) != len(y_pred):
-            raise ValueError(f"prior must hold one prior per item ({len(y_pred)} items), got {prior!r}.")
+        items = batch_prior_items(prior, len(y_pred))
         truths = [None] * len(y_pred) if y is None else [t.detach().unsqueeze(0) for t in y]
         return torch.cat(
             [
-                self._compute_tensor(p.detach().unsqueeze(0), t, prior=prior[i : i + 1])
-                for i, (p, t) in enumerate(zip(y_pred, truths))
+                self._compute_tensor(p.detach().unsqueeze(0), t, prior=[item])
+                for p, t, item in zip(y_pred, truths, items)
             ]
         )
 
@@ -261,10 +264,12 @@ class BettiErrorMetric(BettiComparisonMetric):
     ) -> None:
         super().__init__(include_background, reduction, get_not_nans, connectivity, prior, ignore_empty)
         if homology_dim is not None and (
-            isinstance(homology_dim, bool) or not isinstance(homology_dim, int) or not 0 <= homology_dim <= 2
+            isinstance(homology_dim, (bool, np.bool_))
+            or not isinstance(homology_dim, (int, np.integer))
+            or not 0 <= homology_dim <= 2
         ):
             raise ValueError(f"homology_dim must be None (the total) or 0, 1 or 2, got {homology_dim!r}.")
-        self.homology_dim = homology_dim
+        self.homology_dim = None if homology_dim is None else int(homology_dim)
 
     def _score(self, errors: torch.Tensor) -> torch.Tensor:
         if self.homology_dim is None:

@@ -9,7 +9,8 @@ from monai_topo.metrics.base import ReducedMetric, segmentation_pair
 
 
 def _check_labels(x: torch.Tensor, name: str) -> np.ndarray:
-    values = x.cpu().numpy()
+    x = x.cpu()
+    values = (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # numpy has no bfloat16
     if values.dtype != bool and not (np.isfinite(values).all() and (values == np.round(values)).all()):
         raise ValueError(
             f"{name} must hold integer labels (a binarised mask or a label map), not probabilities; "

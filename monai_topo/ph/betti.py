@@ -16,15 +16,19 @@ def _structure(ndim: int, full: bool) -> np.ndarray:
 
 def _as_mask(mask) -> np.ndarray:
     if isinstance(mask, torch.Tensor):
-        mask = mask.detach().cpu().numpy()
-    mask = np.asarray(mask)
+        mask = mask.detach().cpu()
+        mask = (mask.float() if mask.dtype == torch.bfloat16 else mask).numpy()  # numpy has no bfloat16
+    elif isinstance(mask, (list, tuple)):
+        mask = np.asarray(mask)
+    elif not isinstance(mask, np.ndarray):
+        raise TypeError(f"mask must be a numpy.ndarray or torch.Tensor, got {type(mask).__name__}.")
     if mask.ndim not in (2, 3):
         raise ValueError(f"mask must be 2D (H, W) or 3D (D, H, W), got shape {mask.shape}.")
     if mask.size == 0:
         raise ValueError(f"mask is empty (shape {mask.shape}).")
     if mask.dtype != bool:
-        if not np.issubdtype(mask.dtype, np.number):
-            raise TypeError(f"mask must be boolean or numeric, got dtype {mask.dtype}.")
+        if mask.dtype.kind not in "iuf":
+            raise TypeError(f"mask must be boolean or real numbers, got dtype {mask.dtype}.")
         if not np.isin(mask, (0, 1)).all():
             raise ValueError("mask must be binary (values 0 and 1); threshold probabilities first, e.g. x >= 0.5.")
         mask = mask.astype(bool)

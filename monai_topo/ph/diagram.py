@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from monai_topo.validation import check_int, check_number
+
 
 @dataclass(frozen=True)
 class PersistenceDiagram:
@@ -63,14 +65,21 @@ class PersistenceDiagram:
         return self.births - self.deaths
 
     def betti(self, threshold: float = 0.5) -> tuple[int, ...]:
-        """Betti numbers ``(β0, ..., β_maxdim)`` of the super-level set ``{x >= threshold}``."""
-        alive = (self.births >= threshold) & (self.deaths < threshold)
+        """Betti numbers ``(β0, ..., β_maxdim)`` of the super-level set ``{x >= threshold}``.
+
+        ``threshold`` is a probability in [0, 1]; ``betti(0)`` is the whole image, one component.
+        Anything else (NaN, a string, a bool, 50 meant as a percentage) raises an error rather
+        than counting an empty set.
+        """
+        threshold = check_number(threshold, "threshold", 0, 1)
+        # The essential class is cut at death 0 but never dies: at threshold 0 it is still alive.
+        alive = (self.births >= threshold) & ((self.deaths < threshold) | self.essential)
         counts = torch.bincount(self.dims[alive], minlength=self.maxdim + 1)
         return tuple(int(c) for c in counts[: self.maxdim + 1])
 
     def in_dim(self, dim: int) -> "PersistenceDiagram":
-        """The bars of homology dimension ``dim`` only."""
-        keep = self.dims == dim
+        """The bars of homology dimension ``dim`` (0 to ``maxdim``) only."""
+        keep = self.dims == check_int(dim, "dim", 0, self.maxdim)
         return PersistenceDiagram(
             self.dims[keep],
             self.births[keep],

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from monai_topo.ph.diagram import PersistenceDiagram
-from monai_topo.ph.persistence import DEFAULT_CONNECTIVITY, batch_persistence
+from monai_topo.ph.persistence import DEFAULT_CONNECTIVITY, as_probability_tensor, batch_persistence
+from monai_topo.validation import check_int
 
 POOLING_MODES = ("max", "avg")
 
@@ -26,7 +27,7 @@ def pool(x: torch.Tensor, factor: int = 2, mode: str = "max") -> torch.Tensor:
     Parameters
     ----------
     x : torch.Tensor, shape (B, C, H, W) or (B, C, D, H, W)
-        Probability maps.
+        Floating-point probability maps (a numpy array is wrapped as a tensor).
     factor : int
         Window size and stride (voxels); ``1`` returns ``x`` itself. Partial windows at the far
         edges are kept (pooled over the voxels they hold), so the output side is ``ceil(side / factor)``.
@@ -45,13 +46,10 @@ def pool(x: torch.Tensor, factor: int = 2, mode: str = "max") -> torch.Tensor:
     >>> pool(torch.rand(2, 1, 7, 9)).shape
     torch.Size([2, 1, 4, 5])
     """
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"factor must be a positive int, got {factor!r}.")
-    if mode not in POOLING_MODES:
+    factor = check_int(factor, "factor", minimum=1)
+    if not isinstance(mode, str) or mode not in POOLING_MODES:
         raise ValueError(f"mode must be one of {POOLING_MODES}, got {mode!r}.")
-    if not isinstance(x, torch.Tensor) or x.ndim not in (4, 5):
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x must be a torch.Tensor of shape (B, C, H, W) or (B, C, D, H, W), got {shape}.")
+    x = as_probability_tensor(x, "x", (4, 5), "(B, C, H, W) or (B, C, D, H, W)")
     if factor == 1:
         return x
     pooling = {("max", 4): F.max_pool2d, ("max", 5): F.max_pool3d, ("avg", 4): F.avg_pool2d, ("avg", 5): F.avg_pool3d}

@@ -10,6 +10,7 @@ import torch
 
 from monai_topo.ph.backends import AUTO_BACKEND, BACKENDS, batch_pairs
 from monai_topo.ph.diagram import PersistenceDiagram
+from monai_topo.validation import check_int, native_array
 
 CONNECTIVITIES = ("full", "face")
 """``"full"``: 8-connected foreground in 2D, 26 in 3D (background 4/6), the default.
@@ -20,18 +21,16 @@ DEFAULT_CONNECTIVITY = "full"
 
 def check_connectivity(connectivity: str) -> str:
     """Return ``connectivity`` if it names a supported setting, else raise ``ValueError``."""
-    if connectivity not in CONNECTIVITIES:
+    if not isinstance(connectivity, str) or connectivity not in CONNECTIVITIES:
         raise ValueError(f"connectivity must be one of {CONNECTIVITIES}, got {connectivity!r}.")
     return connectivity
 
 
 def resolve_backend(backend: str) -> str:
     """Map ``"auto"`` to the fastest installed backend and reject unknown names."""
-    if backend == "auto":
-        return AUTO_BACKEND
-    if backend not in BACKENDS:
+    if not isinstance(backend, str) or backend not in ("auto", *BACKENDS):
         raise ValueError(f"backend must be 'auto' or one of {tuple(BACKENDS)}, got {backend!r}.")
-    return backend
+    return AUTO_BACKEND if backend == "auto" else backend
 
 
 def _check_maxdim(maxdim: int | None, spatial_ndim: int) -> int:
@@ -46,10 +45,10 @@ def _check_maxdim(maxdim: int | None, spatial_ndim: int) -> int:
     return int(maxdim)
 
 
-def _as_probability_tensor(x, name: str, spatial_ndims: Sequence[int], layout: str) -> torch.Tensor:
+def as_probability_tensor(x, name: str, spatial_ndims: Sequence[int], layout: str) -> torch.Tensor:
     """Check the type, shape and dtype of a probability map; return it as a tensor (no copy)."""
     if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
+        x = torch.from_numpy(native_array(x, name))
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}.")
     if x.ndim not in spatial_ndims:
@@ -89,10 +88,8 @@ def _probability_values(x: torch.Tensor, name: str) -> np.ndarray:
 
 def _num_workers(num_workers: int | None) -> int:
     if num_workers is None:
-        num_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if num_workers < 1:
-        raise ValueError(f"num_workers must be >= 1, got {num_workers}.")
-    return num_workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return check_int(num_workers, "num_workers", minimum=1)
 
 
 def _diagrams(
@@ -143,7 +140,8 @@ def cubical_persistence(
     ----------
     x : torch.Tensor, shape (H, W) or (D, H, W)
         Floating-point probabilities (values >= 0, normally in [0, 1]); any device.
-        A numpy array is accepted and wrapped without copying.
+        A numpy array is accepted and wrapped without copying (copied only when torch cannot
+        wrap it: negative strides as from ``np.flip``, or non-native byte order such as ``'>f4'``).
     maxdim : int, optional
         Highest homology dimension to compute; default all (1 in 2D, 2 in 3D).
     connectivity : {"full", "face"}
@@ -168,7 +166,7 @@ def cubical_persistence(
     >>> cubical_persistence(ring).betti(0.5)
     (1, 1)
     """
-    x = _as_probability_tensor(x, "x", (2, 3), "(H, W) or (D, H, W)")
+    x = as_probability_tensor(x, "x", (2, 3), "(H, W) or (D, H, W)")
     return _diagrams(x[None], "x", _check_maxdim(maxdim, x.ndim), connectivity, backend, None)[0]
 
 
@@ -209,7 +207,7 @@ def batch_persistence(
     >>> len(dgms), len(dgms[0])
     (4, 2)
     """
-    x = _as_probability_tensor(x, "x", (4, 5), "(B, C, H, W) or (B, C, D, H, W)")
+    x = as_probability_tensor(x, "x", (4, 5), "(B, C, H, W) or (B, C, D, H, W)")
     maxdim = _check_maxdim(maxdim, x.ndim - 2)
     batch, channels = x.shape[:2]
     items = x.reshape(batch * channels, *x.shape[2:])

@@ -21,6 +21,8 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.transforms.utils import rescale_array
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
+from monai_topo.validation import check_int, check_number, check_seed, check_shape, native_array
+
 __all__ = [
     "KSpaceLineCorruption",
     "KSpaceLineCorruptiond",
@@ -38,9 +40,28 @@ def _centre_lines(n_lines: int, keep_centre: int) -> np.ndarray:
     return np.arange(start, start + keep_centre)
 
 
+def _generator(rng: RandomGenerator) -> np.random.Generator | np.random.RandomState:
+    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+        return rng
+    if rng is None or (isinstance(rng, Integral) and not isinstance(rng, bool)):
+        return np.random.default_rng(check_seed(rng, "rng"))
+    raise TypeError(f"rng must be a numpy Generator or RandomState, an int seed or None, got {rng!r}.")
+
+
+def _image(image, name: str) -> torch.Tensor:
+    """A channel-first, real, finite, non-empty image (C, H, W[, D]) as a tensor."""
+    if isinstance(image, np.ndarray):
+        image = native_array(image, name)
+    elif not isinstance(image, torch.Tensor):
+        raise TypeError(f"{name} must be a numpy.ndarray or torch.Tensor, got {type(image).__name__}.")
+    if image.ndim not in (3, 4):
+        raise ValueError(f"{name} must be channel-first (C, H, W) or (C, H, W, D), got shape {tuple(image.shape)}.")
+    if 0 in image.shape:
+        raise ValueError(f"{name} is empty (shape {tuple(image.shape)}).")
+    return image
+
+
 def _sample_lines(n_lines: int, m: int, keep_centre: int, rng, name: str) -> np.ndarray:
-    if isinstance(m, bool) or not isinstance(m, Integral):
-        raise TypeError(f"{name} must be an integer number of k-space lines, got {m!r}.")
     available = np.setdiff1d(np.arange(n_lines), _centre_lines(n_lines, keep_centre))
     if not 0 <= m <= available.size:
         raise ValueError(
@@ -85,16 +106,13 @@ def kspace_line_mask(
     >>> int((~mask).all(axis=1).sum()), bool(mask[6:10].all())
     (5, True)
     """
-    if len(spatial_shape) != 2:
-        raise ValueError(f"spatial_shape must be (H, W), got {tuple(spatial_shape)}.")
-    if isinstance(keep_centre, bool) or not isinstance(keep_centre, Integral) or keep_centre < 0:
-        raise ValueError(f"keep_centre must be a non-negative integer, got keep_centre={keep_centre!r}.")
-    n_rows, n_cols = (int(n) for n in spatial_shape)
+    n_rows, n_cols = check_shape(spatial_shape, "spatial_shape", (2,))
+    keep_centre = check_int(keep_centre, "keep_centre", minimum=0)
+    m_rows, m_cols = check_int(m_rows, "m_rows"), check_int(m_cols, "m_cols")
     for name, n, m in (("m_rows", n_rows, m_rows), ("m_cols", n_cols, m_cols)):
         if m and keep_centre > n:
             raise ValueError(f"keep_centre={keep_centre} exceeds the {n} lines available to {name}.")
-    if not isinstance(rng, (np.random.Generator, np.random.RandomState)):
-        rng = np.random.default_rng(rng)
+    rng = _generator(rng)
     mask = np.ones((n_rows, n_cols), dtype=bool)
     mask[_sample_lines(n_rows, m_rows, keep_centre, rng, "m_rows"), :] = False
     mask[:, _sample_lines(n_cols, m_cols, keep_centre, rng, "m_cols")] = False
@@ -110,7 +128,8 @@ def apply_kspace_line_mask(image: NdarrayOrTensor, mask: NdarrayOrTensor) -> Nda
         Channel-first image; a 3D volume is treated as a stack of ``(H, W)`` slices along ``D``,
         each corrupted with the same mask.
     mask : numpy.ndarray or torch.Tensor of bool, shape (H, W)
-        ``True`` where the centred k-space is kept, e.g. from :func:`kspace_line_mask`.
+        ``True`` where the centred k-space is kept, e.g. from :func:`kspace_line_mask` (numbers
+        must be 0 or 1: a soft mask is not a line mask).
 
     Returns
     -------
@@ -126,12 +145,20 @@ def apply_kspace_line_mask(image: NdarrayOrTensor, mask: NdarrayOrTensor) -> Nda
     >>> bool(np.allclose(out, (image - image.min()) / (image.max() - image.min()), atol=1e-5))
     True
     """
-    x = convert_to_tensor(image, track_meta=False)
-    if x.ndim not in (3, 4):
-        raise ValueError(f"image must be channel-first (C, H, W) or (C, H, W, D), got shape {tuple(x.shape)}.")
-    if x.is_complex() or not torch.isfinite(x).all():
-        raise ValueError("image must be real and finite (no NaN/Inf).")
-    keep = convert_to_tensor(mask, dtype=torch.bool, device=x.device, track_meta=False)
+    x = convert_to_tensor(_image(image, "image"), track_meta=False)
+    if x.is_complex():
+        raise TypeError(f"image must be real (the magnitude image), got dtype {x.dtype}.")
+    if not torch.isfinite(x).all():
+        raise ValueError("image contains NaN or Inf values.")
+    if isinstance(mask, np.ndarray):
+        mask = native_array(mask, "mask")
+    elif not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a numpy.ndarray or torch.Tensor of bool, got {type(mask).__name__}.")
+    keep = convert_to_tensor(mask, track_meta=False).to(x.device)
+    if keep.dtype != torch.bool:
+        if keep.is_complex() or not bool(((keep == 0) | (keep == 1)).all()):
+            raise ValueError("mask must be boolean (True where k-space is kept) or hold only 0 and 1.")
+        keep = keep.bool()
     if tuple(keep.shape) != tuple(x.shape[1:3]):
         raise ValueError(f"mask shape {tuple(keep.shape)} does not match the image slice shape {tuple(x.shape[1:3])}.")
     if x.ndim == 4:
@@ -179,9 +206,7 @@ def corrupt_kspace_lines(
     >>> out.shape, float(out.min()), float(out.max())
     ((1, 32, 32), 0.0, 1.0)
     """
-    shape = tuple(np.shape(image))
-    if len(shape) not in (3, 4):
-        raise ValueError(f"image must be channel-first (C, H, W) or (C, H, W, D), got shape {shape}.")
+    shape = tuple(_image(image, "image").shape)
     return apply_kspace_line_mask(image, kspace_line_mask(shape[1:3], m_rows, m_cols, keep_centre, rng))
 
 
@@ -214,10 +239,10 @@ class KSpaceLineCorruption(RandomizableTransform):
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, m_rows: int, m_cols: int = 0, keep_centre: int = 8, prob: float = 1.0) -> None:
-        RandomizableTransform.__init__(self, prob)
-        self.m_rows = m_rows
-        self.m_cols = m_cols
-        self.keep_centre = keep_centre
+        RandomizableTransform.__init__(self, check_number(prob, "prob", 0, 1))
+        self.m_rows = check_int(m_rows, "m_rows", minimum=0)
+        self.m_cols = check_int(m_cols, "m_cols", minimum=0)
+        self.keep_centre = check_int(keep_centre, "keep_centre", minimum=0)
         self.mask: np.ndarray | None = None
 
     def randomize(self, img: NdarrayOrTensor) -> None:
@@ -228,9 +253,7 @@ class KSpaceLineCorruption(RandomizableTransform):
 
     def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
         """Corrupt ``img`` (C, H, W[, D]); with ``randomize=False`` reuse the last drawn lines."""
-        img = convert_to_tensor(img, track_meta=get_track_meta())
-        if img.ndim not in (3, 4):
-            raise ValueError(f"img must be channel-first (C, H, W) or (C, H, W, D), got shape {tuple(img.shape)}.")
+        img = convert_to_tensor(_image(img, "img"), track_meta=get_track_meta())
         if randomize:
             self.randomize(img)
         if not self._do_transform:
@@ -275,7 +298,7 @@ class KSpaceLineCorruptiond(RandomizableTransform, MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        RandomizableTransform.__init__(self, check_number(prob, "prob", 0, 1))
         self.corruption = KSpaceLineCorruption(m_rows, m_cols, keep_centre, prob=1.0)
 
     def set_random_state(

@@ -7,12 +7,15 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import CropForeground, MapTransform, Transform
 
-from monai_topo.losses import TopologicalPriorLoss, parse_prior, prior_satisfied
+from monai_topo.losses import TopologicalPriorLoss
+from monai_topo.priors import parse_prior, prior_satisfied
+from monai_topo.validation import check_bool, check_int, check_number, native_array
 from monai_topo.ph import DEFAULT_CONNECTIVITY, betti_numbers
 
 RECORD_KEY = "topological_postprocess"
@@ -35,11 +38,57 @@ def _make_optimizer(optimizer, params, lr: float) -> torch.optim.Optimizer:
     raise TypeError(f"optimizer must be a name or a callable(params), got {type(optimizer).__name__}.")
 
 
-def _device_of(network: torch.nn.Module) -> torch.device:
-    first = next(network.parameters(), None)
-    if first is None:
+def _first_convolution(network: torch.nn.Module) -> torch.nn.modules.conv._ConvNd | None:
+    return next((m for m in network.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)), None)
+
+
+def _as_item(image, network: torch.nn.Module) -> torch.Tensor:
+    """``image`` as a plain channel-first tensor, checked against the network's first convolution."""
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(native_array(image, "image"))
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image must be a torch.Tensor or numpy.ndarray (C, *spatial), got {type(image).__name__}.")
+    if image.ndim not in (3, 4):
+        raise ValueError(
+            f"image must be one channel-first item (C, H, W) or (C, D, H, W) without a batch dimension, "
+            f"got shape {tuple(image.shape)}."
+        )
+    conv = _first_convolution(network)
+    if conv is not None:
+        spatial_dims = conv.weight.ndim - 2
+        if image.ndim - 1 != spatial_dims:
+            raise ValueError(
+                f"image of shape {tuple(image.shape)} is read as (C={image.shape[0]}, {image.ndim - 1} spatial dims), "
+                f"but the network's first convolution is {spatial_dims}D; give the channel dimension explicitly, "
+                f"e.g. image[None] for a single-channel {spatial_dims}D image."
+            )
+        if conv.in_channels != image.shape[0]:
+            raise ValueError(
+                f"image has {image.shape[0]} channels (shape {tuple(image.shape)}) but the network's first "
+                f"convolution expects {conv.in_channels}."
+            )
+    if image.is_floating_point() or image.is_complex():
+        if not bool(torch.isfinite(image).all()):
+            raise ValueError("image contains NaN or Inf values; cannot refine this item.")
+    return image.as_subclass(torch.Tensor) if isinstance(image, torch.Tensor) else image
+
+
+def _trainable(work: torch.nn.Module, train_frozen: bool) -> list[torch.nn.Parameter]:
+    """The parameters of the copy that Eq. 5 optimises (frozen ones stay frozen unless asked)."""
+    params = list(work.parameters())
+    if not params:
         raise ValueError("network has no parameters to refine.")
-    return first.device
+    if train_frozen:
+        for p in params:
+            p.requires_grad_(True)
+        return params
+    trainable = [p for p in params if p.requires_grad]
+    if not trainable:
+        raise ValueError(
+            "every parameter of the network is frozen (requires_grad=False), so there is nothing to refine; "
+            "pass train_frozen=True to refine a copy of all of them (the caller's network stays frozen)."
+        )
+    return trainable
 
 
 def refine_with_topology(
@@ -53,12 +102,14 @@ def refine_with_topology(
     lr: float = 1e-4,
     iterations: int = 100,
     optimizer: str | Callable = "adam",
-    sigmoid: bool = True,
+    sigmoid: bool | None = None,
     softmax: bool = False,
+    other_act: Callable | None = None,
     include_background: bool = True,
     connectivity: str = DEFAULT_CONNECTIVITY,
     threshold: float = 0.5,
     stop_when_satisfied: bool = True,
+    train_frozen: bool = False,
     roi_threshold: float | None = None,
     roi_margin: int = 8,
     roi_divisible: int = 16,
@@ -66,14 +117,21 @@ def refine_with_topology(
     """Refine a copy of ``network`` on one item so its output takes the prior's topology (Eq. 5).
 
     Minimises ``(1/V)·|f(X; w) − f(X; w_n)|² + λ·L_topo(X; w_n)`` over a copy ``w_n`` of the
-    weights ``w``, where ``f`` is the activated network output and ``L_topo`` the
-    :class:`~monai_topo.losses.TopologicalPriorLoss`. The caller's network is never modified.
+    weights ``w``, where ``f`` is the network output after the activation (applied once),
+    ``V`` the number of pixels/voxels (the squared differences are summed over channels) and
+    ``L_topo`` the :class:`~monai_topo.losses.TopologicalPriorLoss` of ``f`` (Eq. 3-4, summed over
+    the scored channels or ``class_priors`` groups). The
+    caller's network is never modified. Works inside ``torch.no_grad()``,
+    ``torch.inference_mode()`` and ``monai.networks.eval_mode`` (gradients are enabled for the
+    copy only), on the network's device; a float16/bfloat16 network is refined in a float32 copy
+    (Adam's updates underflow in half precision), and its own dtype is kept.
 
     Parameters
     ----------
     network : torch.nn.Module
-        Trained segmentation network returning logits ``(1, C, *spatial)``; its device is used.
-    image : torch.Tensor, shape (C_in, H, W) or (C_in, D, H, W)
+        Trained segmentation network returning logits ``(1, C, *spatial)`` on the input's grid
+        (no final activation: give it as ``sigmoid``/``softmax``/``other_act``).
+    image : torch.Tensor or numpy.ndarray, shape (C_in, H, W) or (C_in, D, H, W)
         One channel-first item (no batch dimension).
     prior, class_priors
         Betti-number prior(s) as :class:`~monai_topo.losses.TopologicalPriorLoss` accepts.
@@ -88,13 +146,20 @@ def refine_with_topology(
     optimizer : {"adam", "sgd", "adamw"} or callable
         Optimiser name (learning rate ``lr``), or ``callable(params) -> Optimizer`` (which then
         sets its own learning rate).
-    sigmoid, softmax, include_background, connectivity
+    sigmoid, softmax, other_act
+        The activation that turns the network's logits into probabilities, applied once, as in
+        :class:`~monai_topo.losses.TopologicalPriorLoss`. ``sigmoid`` defaults to True unless
+        ``softmax`` or ``other_act`` is given.
+    include_background, connectivity
         As in :class:`~monai_topo.losses.TopologicalPriorLoss`.
     threshold : float
-        Probability at which the output is binarised to check the prior.
+        Probability in [0, 1] at which the output is binarised to check the prior.
     stop_when_satisfied : bool
         Stop as soon as the thresholded output has the prior's Betti numbers (zero steps when it
         already has them).
+    train_frozen : bool
+        Whether parameters with ``requires_grad=False`` are refined too (in the copy). Default
+        False: a frozen encoder stays frozen; a network frozen everywhere needs ``True``.
     roi_threshold : float, optional
         Region-of-interest mode: optimise only on the bounding box of the voxels whose initial
         probability exceeds this value, plus ``roi_margin`` voxels, grown to a multiple of
@@ -108,9 +173,9 @@ def refine_with_topology(
     Returns
     -------
     probabilities : torch.Tensor, shape (C, *spatial)
-        The refined, activated output (detached, on the network's device).
+        The refined, activated output (detached, float32, on the network's device).
     record : dict
-        ``iterations`` (steps taken), ``loss`` (trace per step), ``betti_before``/``betti_after``
+        ``iterations`` (steps taken), ``loss`` (Eq. 5 before each step), ``betti_before``/``betti_after``
         (one tuple per scored map), ``satisfied_before``/``satisfied_after``, ``seconds``, ``roi``
         (the box as ``[start, end]`` lists, or None).
 
@@ -119,23 +184,34 @@ def refine_with_topology(
     >>> import torch
     >>> from monai_topo.transforms import refine_with_topology
     >>> net = torch.nn.Conv2d(1, 1, 3, padding=1)
-    >>> probs, record = refine_with_topology(net, torch.rand(1, 16, 16), prior=(1, 0), iterations=3)
+    >>> with torch.no_grad():
+    ...     probs, record = refine_with_topology(net, torch.rand(1, 16, 16), prior=(1, 0), iterations=3)
     >>> probs.shape, record["iterations"] <= 3
     (torch.Size([1, 16, 16]), True)
     """
     start_time = time.perf_counter()
-    if not isinstance(image, torch.Tensor) or image.ndim not in (3, 4):
-        raise ValueError(
-            f"image must be a channel-first tensor (C, H, W) or (C, D, H, W), got "
-            f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}."
-        )
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise ValueError(f"iterations must be an int >= 0, got {iterations!r}.")
-    if not lambda_topo >= 0:
-        raise ValueError(f"lambda_topo must be >= 0, got {lambda_topo!r}.")
+    if not isinstance(network, torch.nn.Module):
+        raise TypeError(f"network must be a torch.nn.Module, got {type(network).__name__}.")
+    image = _as_item(image, network)
+    iterations = check_int(iterations, "iterations", minimum=0)
+    lambda_topo = check_number(lambda_topo, "lambda_topo", 0)
+    threshold = check_number(threshold, "threshold", 0, 1)
+    if isinstance(optimizer, str):
+        lr = check_number(lr, "lr", 0)
+    if roi_threshold is not None:
+        roi_threshold = check_number(roi_threshold, "roi_threshold", 0, 1)
+        if roi_threshold >= threshold:
+            raise ValueError(
+                f"roi_threshold={roi_threshold} must be below threshold={threshold}: outside the region the "
+                "initial prediction is kept, which must not hold foreground the refinement cannot see."
+            )
+    for name, flag in (("stop_when_satisfied", stop_when_satisfied), ("train_frozen", train_frozen)):
+        check_bool(flag, name)
     spatial_ndim = image.ndim - 1
     if prior is not None:
         prior = parse_prior(prior, spatial_ndim)
+    if sigmoid is None:
+        sigmoid = not softmax and other_act is None
     topo_loss = TopologicalPriorLoss(
         prior=prior,
         class_priors=class_priors,
@@ -143,82 +219,106 @@ def refine_with_topology(
         include_background=include_background,
         sigmoid=sigmoid,
         softmax=softmax,
+        other_act=other_act,
+        reduction="sum",  # one item: L_topo is the sum over its scored maps, as Eq. 4 sums dimensions
     )
+    reference_param = next(network.parameters(), None)
+    if reference_param is None:
+        raise ValueError("network has no parameters to refine.")
+    device, dtype = reference_param.device, reference_param.dtype
+    # Inference loops run post-transforms under no_grad/inference_mode; Eq. 5 needs gradients,
+    # for the private copy only.
+    with torch.inference_mode(False), torch.enable_grad():
+        # Only the copy is ever put in eval mode, given gradients or stepped: the caller's network,
+        # its flags, mode and device stay as they were, whatever happens below.
+        work = copy.deepcopy(network).eval()
+        if dtype in (torch.float16, torch.bfloat16):
+            # Adam's second moments underflow in half precision (NaN after a few steps): optimise a
+            # float32 copy, as mixed-precision training keeps float32 master weights.
+            work = work.float()
+        params = _trainable(work, train_frozen)
+        x = image.to(device=device, dtype=next(work.parameters()).dtype).clone()[None]
 
-    device = _device_of(network)
-    # Only the copy is ever put in eval mode, given gradients or stepped: the caller's network,
-    # its flags, mode and device stay as they were, whatever happens below.
-    work = copy.deepcopy(network).eval()
-    for p in work.parameters():
-        p.requires_grad_(True)
-    x = torch.as_tensor(image).as_subclass(torch.Tensor).to(device=device, dtype=torch.float32)[None]
+        def predict(inputs: torch.Tensor) -> torch.Tensor:
+            logits = inferer(inputs, work) if inferer is not None else work(inputs)
+            if not isinstance(logits, torch.Tensor):
+                raise TypeError(
+                    f"the network returned {type(logits).__name__}, not one logits tensor (deep supervision?); "
+                    "refinement needs a network (or inferer) that returns a single (1, C, *spatial) tensor."
+                )
+            if logits.ndim != inputs.ndim or logits.shape[0] != 1 or logits.shape[2:] != inputs.shape[2:]:
+                raise ValueError(
+                    f"the network output has shape {tuple(logits.shape)} for an input of shape {tuple(inputs.shape)}: "
+                    "refinement needs logits (1, C, *spatial) on the input's spatial grid."
+                )
+            if not bool(torch.isfinite(logits.detach()).all()):
+                raise ValueError("network output contains NaN or Inf values; cannot refine this item.")
+            return topo_loss.activate(logits.float())
 
-    def predict(inputs: torch.Tensor) -> torch.Tensor:
-        logits = inferer(inputs, work) if inferer is not None else work(inputs)
-        if not bool(torch.isfinite(logits.detach()).all()):
-            raise ValueError("network output contains NaN or Inf values; cannot refine this item.")
-        return topo_loss.activate(logits)
+        def topology(probs: torch.Tensor) -> tuple[list[tuple[int, ...]], bool]:
+            maps, priors = topo_loss.scored_maps(probs.detach())
+            betti = [betti_numbers(m >= threshold, connectivity) for m in maps[0].cpu()]
+            return betti, all(prior_satisfied(b, p) for b, p in zip(betti, priors[0]))
 
-    def topology(probs: torch.Tensor) -> tuple[list[tuple[int, ...]], bool]:
-        maps, priors = topo_loss.scored_maps(probs.detach())
-        betti = [betti_numbers(m >= threshold, connectivity) for m in maps[0].cpu()]
-        return betti, all(prior_satisfied(b, p) for b, p in zip(betti, priors[0]))
-
-    with torch.no_grad():
-        full_reference = predict(x)
-    betti_before, satisfied_before = topology(full_reference)
-
-    roi = None
-    reference, x_work = full_reference, x
-    if roi_threshold is not None:
-        cropper = CropForeground(
-            select_fn=lambda p: p > roi_threshold, margin=roi_margin, k_divisible=roi_divisible, allow_smaller=True
-        )
-        box_start, box_end = cropper.compute_bounding_box(topo_loss.scored_maps(full_reference)[0][0])
-        if all(e > s for s, e in zip(box_start, box_end)):
-            roi = [box_start.tolist(), box_end.tolist()]
-            x_work = cropper.crop_pad(x[0], box_start, box_end).as_tensor()[None]
+        roi = None
+        if roi_threshold is None:
+            probs = predict(x)
+            full_reference = reference = probs.detach()
+            x_work = x
+        else:
             with torch.no_grad():
-                reference = predict(x_work)
+                full_reference = predict(x)
+            cropper = CropForeground(
+                select_fn=lambda p: p > roi_threshold, margin=roi_margin, k_divisible=roi_divisible, allow_smaller=True
+            )
+            box_start, box_end = cropper.compute_bounding_box(topo_loss.scored_maps(full_reference)[0][0])
+            x_work = x
+            if all(e > s for s, e in zip(box_start, box_end)):
+                roi = [box_start.tolist(), box_end.tolist()]
+                x_work = cropper.crop_pad(x[0], box_start, box_end).as_tensor()[None]
+            probs = predict(x_work)
+            reference = probs.detach()
+        betti_before, satisfied_before = topology(full_reference)
 
-    def assemble(probs: torch.Tensor) -> torch.Tensor:
-        """Paste the ROI prediction into the initial whole-image prediction."""
-        if roi is None:
-            return probs
-        out = full_reference.clone()
-        src, dst = [slice(None), slice(None)], [slice(None), slice(None)]
-        for s, e, size in zip(roi[0], roi[1], out.shape[2:]):
-            dst.append(slice(max(s, 0), min(e, size)))
-            src.append(slice(max(s, 0) - s, min(e, size) - s))
-        out[tuple(dst)] = probs[tuple(src)]
-        return out
+        def assemble(probs: torch.Tensor) -> torch.Tensor:
+            """Paste the ROI prediction into the initial whole-image prediction."""
+            if roi is None:
+                return probs
+            out = full_reference.clone()
+            src, dst = [slice(None), slice(None)], [slice(None), slice(None)]
+            for s, e, size in zip(roi[0], roi[1], out.shape[2:]):
+                dst.append(slice(max(s, 0), min(e, size)))
+                src.append(slice(max(s, 0) - s, min(e, size) - s))
+            out[tuple(dst)] = probs[tuple(src)]
+            return out
 
-    optim = _make_optimizer(optimizer, work.parameters(), lr)
-    voxels = float(reference[0, 0].numel())
-    trace: list[float] = []
-    for step in range(iterations + 1):
-        probs = predict(x_work)
-        if stop_when_satisfied or step == iterations:
-            betti_after, satisfied = topology(assemble(probs.detach()))
-        if step == iterations or (stop_when_satisfied and satisfied):
-            break
-        loss = ((probs - reference) ** 2).sum() / voxels + lambda_topo * topo_loss(probs)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        trace.append(float(loss.detach()))
-    final = assemble(probs.detach())
-    record = {
-        "iterations": len(trace),
-        "loss": trace,
-        "betti_before": betti_before,
-        "betti_after": betti_after,
-        "satisfied_before": satisfied_before,
-        "satisfied_after": satisfied,
-        "seconds": time.perf_counter() - start_time,
-        "roi": roi,
-    }
-    return final[0], record
+        optim = _make_optimizer(optimizer, params, lr)
+        voxels = float(reference[0, 0].numel())
+        trace: list[float] = []
+        for step in range(iterations + 1):
+            if step > 0:
+                probs = predict(x_work)
+            if stop_when_satisfied or step == iterations:
+                betti_after, satisfied = topology(assemble(probs.detach()))
+            if step == iterations or (stop_when_satisfied and satisfied):
+                break
+            loss = ((probs - reference) ** 2).sum() / voxels + lambda_topo * topo_loss.score_probabilities(probs)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            trace.append(float(loss.detach()))
+        final = assemble(probs.detach())
+        record = {
+            "iterations": len(trace),
+            "loss": trace,
+            "betti_before": betti_before,
+            "betti_after": betti_after,
+            "satisfied_before": satisfied_before,
+            "satisfied_after": satisfied,
+            "seconds": time.perf_counter() - start_time,
+            "roi": roi,
+        }
+        return final[0], record
 
 
 class TopologicalPostprocess(Transform):

@@ -2,9 +2,14 @@
 
 A prior constrains the Betti numbers ``(β0, β1[, β2])`` of a mask, dimension by dimension, with
 either an exact count or an inclusive ``(min, max)`` range (``max=None`` or ``inf``: no upper
-limit). Dimensions beyond the prior's length are not constrained. The losses, metrics and
-test-time refinement all read priors through :func:`parse_prior`, so they accept the same
+limit). Dimensions beyond the prior's length are not constrained. The losses, metrics,
+transforms and batch inference all read priors through this module, so they accept the same
 spellings and raise the same errors.
+
+Per-item priors stored in data dictionaries (``{"image": ..., "prior": [1, 1]}``) reach a batch
+in the form MONAI's ``DataLoader`` collates them to: one tensor per homology dimension, each with
+one entry per item. :func:`batch_prior_items` and :func:`parse_batch_priors` undo that, so every
+consumer gives each item its own prior.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ class BettiPrior:
 
     Examples
     --------
-    >>> from monai_topo.losses import parse_prior
+    >>> from monai_topo.priors import parse_prior
     >>> parse_prior((1, (0, 2)))
     BettiPrior(min_counts=(1, 0), max_counts=(1, 2))
     >>> len(parse_prior((1, 1)))
@@ -67,9 +72,17 @@ def _count(value, name: str, allow_unbounded: bool = False) -> int | None:
     return int(value)
 
 
+def _plain(value):
+    """``value`` with every tensor and numpy value turned into Python numbers and lists."""
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _entries(prior, name: str) -> list:
-    if isinstance(prior, (torch.Tensor, np.ndarray)):
-        prior = prior.tolist()
+    prior = _plain(prior)
     if isinstance(prior, (str, bytes)) or not isinstance(prior, Sequence):
         raise TypeError(
             f"{name} must be a sequence of Betti numbers like (1, 1) or (1, (0, 2)), got {prior!r}."
@@ -106,7 +119,7 @@ def parse_prior(prior, spatial_ndim: int | None = None, name: str = "prior") -> 
 
     Examples
     --------
-    >>> from monai_topo.losses import parse_prior
+    >>> from monai_topo.priors import parse_prior
     >>> parse_prior((1, 1), spatial_ndim=2)
     BettiPrior(min_counts=(1, 1), max_counts=(1, 1))
     >>> parse_prior([1, (0, None)]).max_counts
@@ -142,14 +155,105 @@ def parse_prior(prior, spatial_ndim: int | None = None, name: str = "prior") -> 
     return BettiPrior(tuple(min_counts), tuple(max_counts))
 
 
+def _leaves(value):
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
+
+
+def _is_collated(priors) -> bool:
+    """Whether ``priors`` is a list holding 1-D tensors, as default collation makes of per-item lists.
+
+    Rows of one tensor (``list(priors_tensor)``) are views of it, which collation never makes:
+    those are one prior per item.
+    """
+    return isinstance(priors, (list, tuple)) and any(
+        isinstance(leaf, torch.Tensor) and leaf.ndim == 1 and leaf._base is None for leaf in _leaves(priors)
+    )
+
+
+def _uncollate(collated, batch_size: int) -> list:
+    """Per-item priors from their collated form ``[tensor(B), tensor(B)]`` (or nested, for ranges)."""
+
+    def item(value, b: int):
+        if isinstance(value, (list, tuple)):
+            return [item(v, b) for v in value]
+        if not (isinstance(value, torch.Tensor) and value.ndim == 1 and len(value) == batch_size):
+            raise ValueError(
+                "per-item priors look collated by a DataLoader (a list holding one tensor per homology "
+                f"dimension, each with one entry per item), but an entry is {value!r} where a tensor of "
+                f"{batch_size} values (one per item) was expected. To give priors yourself, pass a list of "
+                f"{batch_size} tuples like [(1, 1), (1, 0)] or a (B, d) tensor."
+            )
+        return value[b].item()
+
+    return [item(collated, b) for b in range(batch_size)]
+
+
+def batch_prior_items(priors, batch_size: int) -> list:
+    """One raw prior per batch item, from any per-item form, including a DataLoader's collation.
+
+    Parameters
+    ----------
+    priors : sequence or torch.Tensor or numpy.ndarray
+        - a list of ``batch_size`` priors (tuples, lists, arrays; ``None`` for an unknown item);
+        - a tensor or array of shape ``(B, d)`` (exact counts) or ``(B, d, 2)`` (ranges);
+        - the collated form of per-item priors stored as lists in data dictionaries: MONAI's
+          ``DataLoader`` turns ``[1, 0]`` and ``[2, 1]`` into ``[tensor([1, 2]), tensor([0, 1])]``,
+          one tensor per homology dimension (ranges nest one level deeper; write an unbounded
+          maximum as ``float("inf")``, since ``None`` cannot be collated). A list that holds 1-D
+          torch tensors is always read this way, except the rows of one tensor (``list(t)`` of a
+          ``(B, d)`` tensor ``t``), which are one prior per item.
+    batch_size : int
+        Number of items the priors must cover.
+
+    Returns
+    -------
+    list
+        ``batch_size`` priors as plain Python values (not yet validated: see :func:`parse_batch_priors`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from monai_topo.priors import batch_prior_items
+    >>> batch_prior_items([torch.tensor([1, 2]), torch.tensor([0, 1])], 2)   # collated [1, 0] and [2, 1]
+    [[1, 0], [2, 1]]
+    >>> batch_prior_items(torch.tensor([[1, 0], [2, 1]]), 2)
+    [[1, 0], [2, 1]]
+    """
+    if isinstance(priors, (torch.Tensor, np.ndarray)):
+        if priors.ndim not in (2, 3):
+            raise ValueError(
+                f"per-item priors must have shape (B, d) or (B, d, 2), got shape {tuple(priors.shape)}; "
+                "for one prior shared by every item, pass it as prior= to the constructor."
+            )
+        items = priors.tolist()
+    elif _is_collated(priors):
+        items = _uncollate(priors, batch_size)
+    elif isinstance(priors, (str, bytes)) or not isinstance(priors, Sequence):
+        raise TypeError(f"per-item priors must be a (B, d) tensor or a list of B priors, got {priors!r}.")
+    else:
+        items = [_plain(p) for p in priors]
+        if items and all(isinstance(p, (int, float)) or p is None for p in items) and not all(p is None for p in items):
+            raise ValueError(
+                f"per-item priors expected (one per item), got the single prior {priors!r} for {batch_size} items; "
+                f"pass [{tuple(items)!r}] * {batch_size}, or give it as prior= at construction."
+            )
+    if len(items) != batch_size:
+        raise ValueError(f"got {len(items)} per-item priors for a batch of {batch_size} items: {priors!r}.")
+    return items
+
+
 def parse_batch_priors(priors, batch_size: int, spatial_ndim: int | None = None) -> list[BettiPrior]:
     """Validate one prior per batch item.
 
     Parameters
     ----------
     priors : sequence or torch.Tensor
-        ``batch_size`` priors, each in any form :func:`parse_prior` accepts: a list, or a tensor of
-        shape ``(B, d)`` (exact counts) or ``(B, d, 2)`` (ranges), as collated from a data dictionary.
+        ``batch_size`` priors in any form :func:`batch_prior_items` reads: a list of priors, a
+        ``(B, d)`` or ``(B, d, 2)`` tensor, or per-item priors as a MONAI ``DataLoader`` collates them.
     batch_size : int
         Number of items the priors must cover.
     spatial_ndim : int, optional
@@ -162,21 +266,16 @@ def parse_batch_priors(priors, batch_size: int, spatial_ndim: int | None = None)
     Examples
     --------
     >>> import torch
-    >>> from monai_topo.losses import parse_batch_priors
+    >>> from monai.data import DataLoader
+    >>> from monai_topo.priors import parse_batch_priors
     >>> [p.min_counts for p in parse_batch_priors(torch.tensor([[1, 0], [1, 1]]), 2)]
     [(1, 0), (1, 1)]
+    >>> batch = next(iter(DataLoader([{"prior": [1, 0]}, {"prior": [2, 1]}], batch_size=2)))
+    >>> [p.min_counts for p in parse_batch_priors(batch["prior"], 2)]
+    [(1, 0), (2, 1)]
     """
-    if isinstance(priors, (torch.Tensor, np.ndarray)):
-        if priors.ndim not in (2, 3):
-            raise ValueError(
-                f"per-item priors must have shape (B, d) or (B, d, 2), got shape {tuple(priors.shape)}."
-            )
-        priors = priors.tolist()
-    if isinstance(priors, (str, bytes)) or not isinstance(priors, Sequence):
-        raise TypeError(f"per-item priors must be a (B, d) tensor or a list of B priors, got {priors!r}.")
-    if len(priors) != batch_size:
-        raise ValueError(f"got {len(priors)} per-item priors for a batch of {batch_size} items.")
-    return [parse_prior(p, spatial_ndim, name=f"prior[{b}]") for b, p in enumerate(priors)]
+    items = batch_prior_items(priors, batch_size)
+    return [parse_prior(p, spatial_ndim, name=f"prior[{b}]") for b, p in enumerate(items)]
 
 
 def parse_class_priors(class_priors, spatial_ndim: int | None = None) -> dict[tuple[int, ...], BettiPrior]:
@@ -198,7 +297,7 @@ def parse_class_priors(class_priors, spatial_ndim: int | None = None) -> dict[tu
 
     Examples
     --------
-    >>> from monai_topo.losses import parse_class_priors
+    >>> from monai_topo.priors import parse_class_priors
     >>> list(parse_class_priors({2: (1, 1), (2, 1): (1, 0)}))
     [(2,), (1, 2)]
     """
@@ -232,7 +331,7 @@ def prior_satisfied(betti: Sequence[int], prior) -> bool:
 
     Examples
     --------
-    >>> from monai_topo.losses import prior_satisfied
+    >>> from monai_topo.priors import prior_satisfied
     >>> prior_satisfied((1, 1), (1, 1)), prior_satisfied((1, 3), (1, (0, 2))), prior_satisfied((2, 0, 0), (1,))
     (True, False, False)
     """
