@@ -15,6 +15,7 @@ from monai_topo.ph import DEFAULT_CONNECTIVITY, check_connectivity
 from monai_topo.ph.induced_matching import BettiMatching, betti_matching
 from monai_topo.ph.persistence import _num_workers, _probability_values
 from monai_topo.ph.unionfind import _thread_pool
+from monai_topo.validation import check_bool
 
 
 def loss_from_matching(prediction: torch.Tensor, target: torch.Tensor, matching: BettiMatching) -> torch.Tensor:
@@ -145,7 +146,7 @@ class BettiMatchingLoss(TopologicalLoss):
         num_workers: int | None = None,
     ) -> None:
         super().__init__(connectivity, include_background, sigmoid, softmax, other_act, reduction, num_workers)
-        self.to_onehot_y = to_onehot_y
+        self.to_onehot_y = check_bool(to_onehot_y, "to_onehot_y")
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Betti-match ``input`` against ``target``.
