@@ -209,3 +209,20 @@ def test_monai_arguments():
         BettiMatchingLoss(connectivity="diagonal")
     with pytest.raises(ValueError, match="target shape"):
         BettiMatchingLoss()(probs, onehot[:, :2])
+
+
+@pytest.mark.parametrize("connectivity", ["face", "full"])
+@pytest.mark.parametrize("shape", [(12, 13), (6, 7, 8)])
+def test_bars_of_a_mask_are_its_betti_numbers(shape, connectivity):
+    """Against an empty target every bar of a mask is unmatched: with the essential component left
+    out, they count its Betti numbers in the package's connectivity convention."""
+    from monai_topo.ph import betti_numbers
+
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        mask = rng.random(shape) > 0.55
+        m = betti_matching(mask.astype(np.float32), np.zeros(shape, np.float32), connectivity)
+        counts = [len(u) for u in m.unmatched_prediction]
+        counts[0] += int(mask.any())
+        assert tuple(counts) == tuple(betti_numbers(mask, connectivity))
+        assert all(len(a) == 0 for a in m.matched)
