@@ -44,13 +44,39 @@ def infer(args: argparse.Namespace) -> int:
             device=args.device,
             progress=not args.quiet,
         )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"monai-topo infer: error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # setup errors: one line, exit code 2
+        print(f"monai-topo infer: error: {_one_line(error)}", file=sys.stderr)
         return 2
     failed = [row for row in rows if row["status"] == "failed"]
     for row in failed:
         print(f"failed: {row['case']}: {row['message']}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def bundle_list(args: argparse.Namespace) -> int:
+    """List the bundles found by name (shipped with the package, and in $MONAI_TOPO_BUNDLES)."""
+    from monai_topo.inference import list_bundles
+
+    for name, root in list_bundles().items():
+        print(f"{name}\t{root}")
+    return 0
+
+
+def bundle_copy(args: argparse.Namespace) -> int:
+    """Copy a bundle into a writable folder, to train it or run it with monai.bundle."""
+    from monai_topo.inference import copy_bundle
+
+    try:
+        root = copy_bundle(args.name, args.destination)
+    except (ValueError, OSError) as error:
+        print(f"monai-topo bundle copy: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    print(root)
+    return 0
 
 
 def betti(args: argparse.Namespace) -> int:
@@ -95,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=demo)
 
     p = commands.add_parser("infer", help=infer.__doc__, description=infer.__doc__)
-    p.add_argument("--bundle", required=True, help="bundle folder, or name under bundles/ or $MONAI_TOPO_BUNDLES")
+    p.add_argument("--bundle", required=True, help="bundle folder, or a name from `monai-topo bundle list`")
     p.add_argument("--input", required=True, help="folder of images (.nii.gz, .nii, .mha, .nrrd, ...) or a glob")
     p.add_argument("--output", required=True, help="output folder (not inside the input folder)")
     p.add_argument("--labels", help="folder or glob of label maps named like the images: adds Dice and Betti error")
@@ -105,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="e.g. cpu or cuda:0 (default: the bundle's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=infer)
+
+    p = commands.add_parser("bundle", help="list the shipped bundles or copy one into a folder")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("list", help=bundle_list.__doc__, description=bundle_list.__doc__)
+    q.set_defaults(func=bundle_list)
+    q = actions.add_parser("copy", help=bundle_copy.__doc__, description=bundle_copy.__doc__)
+    q.add_argument("name", help="bundle name (see `monai-topo bundle list`) or folder")
+    q.add_argument("destination", help="folder to copy into; the bundle lands in DESTINATION/NAME")
+    q.set_defaults(func=bundle_copy)
 
     p = commands.add_parser("betti", help=betti.__doc__, description=betti.__doc__)
     p.add_argument("file", help="segmentation file (NIfTI, or what SimpleITK reads: .mha, .nrrd, ...)")

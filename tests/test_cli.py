@@ -5,6 +5,7 @@ import csv
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -207,10 +208,10 @@ def test_an_interrupted_run_resumes_with_the_finished_rows(bundle, inputs, tmp_p
     out = tmp_path / "out"
     original = batch.process_case
 
-    def interrupted_at_scan(model, case, *args):
+    def interrupted_at_scan(model, case, *args, **kwargs):
         if case == "scan":
             raise KeyboardInterrupt
-        return original(model, case, *args)
+        return original(model, case, *args, **kwargs)
 
     monkeypatch.setattr(batch, "process_case", interrupted_at_scan)
     with pytest.raises(KeyboardInterrupt):
@@ -228,10 +229,9 @@ def test_an_interrupted_run_resumes_with_the_finished_rows(bundle, inputs, tmp_p
     assert set(os.listdir(out)) == OUTPUTS
 
 
-def test_bundle_slice_priors_give_each_slice_its_prior(tmp_path):
+def test_bundle_end_slice_prior_gives_the_end_slices_their_prior(tmp_path):
     # Apical and basal slices may be discs, as in the cardiac bundle.
-    end_slices_free = "$lambda depth: [[1, [0, 1]] if i in (0, depth - 1) else [1, 1] for i in range(depth)]"
-    bundle = make_threshold_bundle(tmp_path / "b", slice_priors=end_slices_free, postprocess=False)
+    bundle = make_threshold_bundle(tmp_path / "b", end_slice_prior=[1, [0, 1]], postprocess=False)
     inputs = tmp_path / "in"
     inputs.mkdir()
     stack = np.stack([disc(21), ring(21), ring(21), disc(21)], axis=-1).astype(np.float32)
@@ -418,3 +418,179 @@ CARDIAC_CHECKPOINT = REPO / "bundles" / "cardiac_myocardium_topo" / "models" / "
 def test_sunnybrook_slices_through_the_cardiac_bundle(shared_data, tmp_path):
     rows = _sunnybrook_run("cardiac_myocardium_topo", shared_data, tmp_path / "out")
     print({case: (row["dice"], row["betti_after"]) for case, row in rows.items()})
+
+
+# ---- a model-zoo bundle with only the standard ids -------------------------------------------------
+
+def make_minimal_bundle(root: Path) -> Path:
+    """Only ``network_def``, ``preprocessing`` and ``inferer``, weights at the model zoo's ``models/model.pt``."""
+    network_def = {"_target_": "monai.networks.blocks.Convolution", "spatial_dims": 2, "in_channels": 1,
+                   "out_channels": 1, "kernel_size": 1, "conv_only": True}
+    (root / "configs").mkdir(parents=True)
+    (root / "models").mkdir()
+    config = {"network_def": network_def, "preprocessing": PREPROCESSING, "inferer": {"_target_": "SimpleInferer"}}
+    (root / "configs" / "inference.json").write_text(json.dumps(config))
+    from monai.networks.blocks import Convolution
+
+    network = Convolution(2, 1, 1, kernel_size=1, conv_only=True)
+    with torch.no_grad():
+        network.conv.weight.fill_(10.0)
+        network.conv.bias.fill_(-5.0)
+    torch.save(network.state_dict(), root / "models" / "model.pt")
+    return root
+
+
+def test_infer_runs_a_bundle_with_only_the_model_zoo_ids(inputs, tmp_path):
+    bundle = make_minimal_bundle(tmp_path / "minimal")
+    out = tmp_path / "out"
+    assert infer(bundle, inputs, out) == 1  # bad.nii.gz
+    rows, _ = read_report(out)
+    assert {c for c, r in rows.items() if r["status"] == "ok"} == CASES - {"bad"}
+    # No prior in the bundle: the network's thresholded output, no refinement, no Betti numbers claimed.
+    np.testing.assert_array_equal(np.asarray(nib.load(out / "ring_seg.nii.gz").dataobj), _off_centre_ring())
+    np.testing.assert_array_equal(np.asarray(nib.load(out / "volume_seg.nii.gz").dataobj), _volume())
+    assert rows["volume"]["items"] == 3 and rows["volume"]["priors"] == [None] * 3  # 2D network: slice by slice
+    assert rows["ring"]["betti_after"] is None and rows["ring"]["iterations"] is None
+    # A prior on the command line: every slice refined towards it (discs are not rings: refinement runs).
+    assert infer(bundle, inputs / "volume.nii.gz", tmp_path / "prior", "--prior", "1,1") == 0
+    row = read_report(tmp_path / "prior")[0]["volume"]
+    assert row["priors"] == [[1, 1]] * 3 and row["betti_before"] == [[1, 1], [1, 0], [1, 1]]
+    assert row["satisfied_before"] == 2 and row["iterations"] > 0
+
+
+# ---- setup errors: one line, exit code 2 ----------------------------------------------------------
+
+def _setup_cases(bundle: Path, tmp_path: Path) -> dict:
+    (tmp_path / "file.txt").write_text("a file")
+    corrupt = make_threshold_bundle(tmp_path / "corrupt")
+    (corrupt / "models" / "model.pt").write_bytes(np.random.default_rng(1).bytes(400))
+    truncated = make_threshold_bundle(tmp_path / "truncated")
+    data = (truncated / "models" / "model.pt").read_bytes()
+    (truncated / "models" / "model.pt").write_bytes(data[: len(data) // 2])
+    pickled = make_threshold_bundle(tmp_path / "pickled")
+    torch.save({"model": torch.nn.Conv2d(1, 1, 1)}, pickled / "models" / "model.pt")  # a module, not weights
+    old_report = tmp_path / "old"
+    old_report.mkdir()
+    (old_report / "inference_report.json").write_text("{}")
+    no_labels = tmp_path / "other_labels"
+    no_labels.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((4, 4), np.uint8), np.eye(4)), no_labels / "someone_else.nii.gz")
+    return {
+        "output under a file": ([str(bundle), str(tmp_path / "file.txt" / "out")], "is a file"),
+        "output not creatable": ([str(bundle), "/proc/monai-topo-out"], "not writable"),
+        "output in the package": ([str(bundle), str(Path(batch.__file__).parents[1] / "bundles" / "out")],
+                                  "inside the package folder"),
+        "prior {}": ([str(bundle), str(tmp_path / "o1"), "--prior", "{}"], "prior"),
+        "device gpu0": ([str(bundle), str(tmp_path / "o2"), "--device", "gpu0"], "not a torch device name"),
+        "device cuda on a CPU build": ([str(bundle), str(tmp_path / "o3"), "--device", "cuda"], "not available"),
+        "random bytes for model.pt": ([str(corrupt), str(tmp_path / "o4")], "damaged"),
+        "truncated model.pt": ([str(truncated), str(tmp_path / "o5")], "damaged"),
+        "pickled module in model.pt": ([str(pickled), str(tmp_path / "o6")], "other than weights"),
+        "earlier report {}": ([str(bundle), str(old_report)], "not a monai-topo report"),
+        "labels named like no image": ([str(bundle), str(tmp_path / "o7"), "--labels", str(no_labels)], "named like"),
+    }
+
+
+def test_every_setup_error_is_one_line_and_exit_code_2(bundle, inputs, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("the CPU-build case needs a machine without CUDA")
+    for name, (args, words) in _setup_cases(bundle, tmp_path).items():
+        bundle_arg, output, *extra = args
+        code = main(["infer", "--bundle", bundle_arg, "--input", str(inputs), "--output", output, "--quiet", *extra])
+        err = capsys.readouterr().err
+        assert code == 2, (name, err)
+        assert len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err, (name, err)
+        assert "weights_only=False" not in err, name  # never the advice to unpickle an untrusted file
+    assert not (tmp_path / "o1").exists() or not any((tmp_path / "o1").iterdir())
+
+
+# ---- damaged earlier outputs and kills at every write ------------------------------------------------
+
+def test_damaged_earlier_outputs_are_redone(bundle, inputs, tmp_path):
+    out = tmp_path / "out"
+    assert infer(bundle, inputs, out, "--no-postprocess") == 1
+    reference = {p.name: np.asarray(nib.load(p).dataobj) for p in out.glob("*_seg.nii.gz")}
+    (out / "ring_seg.nii.gz").write_bytes(b"")  # 0 bytes, as a full disk leaves it
+    data = (out / "volume_seg.nii.gz").read_bytes()
+    (out / "volume_seg.nii.gz").write_bytes(data[: len(data) // 2])  # cut short
+    assert infer(bundle, inputs, out, "--no-postprocess") == 1
+    rows, _ = read_report(out)
+    assert rows["ring"]["status"] == rows["volume"]["status"] == "ok"
+    assert rows["disc"]["status"] == rows["scan"]["status"] == "skipped"
+    for name, array in reference.items():
+        np.testing.assert_array_equal(np.asarray(nib.load(out / name).dataobj), array)
+
+
+COMPLETE = ("items", "priors", "betti_before", "betti_after", "satisfied_before", "satisfied_after", "iterations",
+            "seconds")
+
+
+def _run_killed_at(bundle, inputs, out, point: int) -> int:
+    """Run infer in a forked child that SIGKILLs itself at the ``point``-th atomic write step; the hook count."""
+    from monai_topo.inference import atomic
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: count write steps, die at the chosen one
+        os.close(read)
+        torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork()
+        calls = []
+
+        def hook(step, final):
+            calls.append(step)
+            if len(calls) == point:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        atomic.FAULT_HOOK = hook
+        try:
+            infer(bundle, inputs, out, "--no-postprocess")
+        finally:
+            os.write(write, str(len(calls)).encode())
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    count = os.read(read, 64)
+    os.close(read)
+    assert os.WIFSIGNALED(status) == (not count), status
+    return int(count) if count else point
+
+
+def test_a_kill_at_any_write_step_leaves_a_run_that_resumes_with_a_complete_report(bundle, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    nib.save(nib.Nifti1Image(_off_centre_ring().astype(np.float32), RING_AFFINE), inputs / "ring.nii.gz")
+    nib.save(nib.Nifti1Image(_volume().astype(np.float32), VOLUME_AFFINE), inputs / "volume.nii.gz")
+    steps = _run_killed_at(bundle, inputs, tmp_path / "clean", point=0)  # no kill: how many steps there are
+    reference = {p.name: np.asarray(nib.load(p).dataobj) for p in (tmp_path / "clean").glob("*_seg.nii.gz")}
+    assert steps >= 8 and len(reference) == 2
+    for point in range(1, steps + 1):
+        out = tmp_path / f"killed_at_{point}"
+        _run_killed_at(bundle, inputs, out, point)
+        assert infer(bundle, inputs, out, "--no-postprocess") == 0, point
+        rows, csv_rows = read_report(out)
+        assert set(rows) == set(csv_rows) == {"ring", "volume"}, point
+        for case, row in rows.items():
+            assert row["status"] in ("ok", "skipped"), (point, row)
+            assert all(row[key] is not None for key in COMPLETE), (point, row)
+        assert sorted(os.listdir(out)) == sorted([*reference, "inference_report.csv", "inference_report.json"]), point
+        for name, array in reference.items():
+            np.testing.assert_array_equal(np.asarray(nib.load(out / name).dataobj), array)
+
+
+def test_bundle_list_and_copy(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(BUNDLES_ENV, raising=False)
+    assert main(["bundle", "list"]) == 0
+    listed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    assert {"cardiac_myocardium_topo", "placenta_topo"} <= set(listed)
+    assert all((Path(root) / "configs" / "inference.json").is_file() for root in listed.values())
+    assert main(["bundle", "copy", "placenta_topo", str(tmp_path)]) == 0
+    root = Path(capsys.readouterr().out.strip())
+    assert root == tmp_path / "placenta_topo"
+    source = Path(listed["placenta_topo"])
+    shipped = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()
+               and not {"dataset", "eval", "__pycache__"} & set(p.relative_to(source).parts)}
+    assert {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} == shipped
+    assert all(os.access(p, os.W_OK) for p in root.rglob("*"))
+    assert main(["bundle", "copy", "placenta_topo", str(tmp_path)]) == 2  # no overwriting a copy
+    assert "exists already" in capsys.readouterr().err
+    assert main(["bundle", "copy", "no_such_bundle", str(tmp_path)]) == 2

@@ -156,7 +156,7 @@ def test_splits_do_not_depend_on_other_counts(tmp_path):
 
 
 def test_ensure_dataset_does_not_regenerate(tmp_path):
-    datalist = ensure_dataset(tmp_path, "myocardium", n_train=2, n_unlabelled=0, n_val=0, n_test=0)
+    datalist = ensure_dataset(tmp_path, "myocardium", generate_synthetic=True, n_train=2, n_unlabelled=0, n_val=0, n_test=0)
     image_file = tmp_path / "images" / "training_000.nii.gz"
     before = image_file.read_bytes()
     mtime = image_file.stat().st_mtime_ns

@@ -1,7 +1,8 @@
 """Built-in datasets: phantoms written as NIfTI files with a decathlon-style ``datalist.json``.
 
-The bundles' default data: when ``dataset_dir`` holds no ``datalist.json``, :func:`ensure_dataset`
-generates one there, so that training, inference and evaluation run offline on a fresh machine.
+The bundles' data when asked for (``generate_synthetic``): when ``dataset_dir`` holds no
+``datalist.json``, :func:`ensure_dataset` generates one there, so that training, inference and
+evaluation run offline on a fresh machine.
 Every file is written under a temporary name and renamed, and the datalist is written last, so an
 interrupted or concurrent generation (e.g. every rank of a ``torchrun`` job) never leaves a dataset
 that looks finished but is not.
@@ -16,13 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from monai.data import NibabelWriter
+from monai.data import NibabelWriter, load_decathlon_datalist
 
 from monai_topo.data.phantoms import MYOCARDIUM_PRIORS, PLACENTA_PRIOR, myocardium_phantom, placenta_phantom
 from monai_topo.transforms.kspace import corrupt_kspace_lines
 from monai_topo.validation import check_int, check_number, check_shape
 
-__all__ = ["DATALIST_NAME", "DATASET_KINDS", "ensure_dataset", "generate_dataset"]
+__all__ = ["DATALIST_NAME", "DATASET_KINDS", "ensure_dataset", "generate_dataset", "inference_items"]
 
 DATALIST_NAME = "datalist.json"
 DATASET_KINDS = ("myocardium", "placenta")
@@ -204,11 +205,16 @@ def generate_dataset(
     return str(path)
 
 
-def ensure_dataset(dataset_dir: str | os.PathLike, kind: str = "myocardium", **kwargs) -> str:
-    """Return the datalist of ``dataset_dir``, generating the phantom dataset first if it has none.
+def ensure_dataset(
+    dataset_dir: str | os.PathLike, kind: str = "myocardium", generate_synthetic: bool = False, **kwargs
+) -> str:
+    """Return the datalist of ``dataset_dir``; generate the phantom dataset there only when asked.
 
     A folder that already holds a ``datalist.json`` (generated earlier, or real data) is left
-    untouched, so a bundle config can call this unconditionally.
+    untouched. Without one, phantoms are generated only with ``generate_synthetic=True`` (the
+    bundles' ``generate_synthetic`` id, ``--generate_synthetic True`` on the ``monai.bundle run``
+    command line); otherwise a mistyped ``dataset_dir`` is an error rather than a folder silently
+    filled with phantoms.
 
     Parameters
     ----------
@@ -216,6 +222,8 @@ def ensure_dataset(dataset_dir: str | os.PathLike, kind: str = "myocardium", **k
         Data folder.
     kind : {"myocardium", "placenta"}
         Phantom kind to generate when there is no datalist.
+    generate_synthetic : bool
+        Generate the phantoms when ``dataset_dir`` has no datalist.
     **kwargs
         Passed to :func:`generate_dataset` (counts, ``m_lines``, ``seed``, ``shape``, ...).
 
@@ -224,14 +232,20 @@ def ensure_dataset(dataset_dir: str | os.PathLike, kind: str = "myocardium", **k
     str
         Path of ``dataset_dir/datalist.json``.
 
+    Raises
+    ------
+    FileNotFoundError
+        No datalist and ``generate_synthetic`` is False.
+
     Examples
     --------
-    In a bundle config: ``"datalist": "$monai_topo.data.ensure_dataset(@dataset_dir, 'myocardium')"``.
+    In a bundle config:
+    ``"datalist": "$monai_topo.data.ensure_dataset(@dataset_dir, 'myocardium', generate_synthetic=@generate_synthetic)"``.
 
     >>> import tempfile
     >>> from monai_topo.data import ensure_dataset
     >>> folder = tempfile.mkdtemp()
-    >>> first = ensure_dataset(folder, "placenta", n_train=1, n_unlabelled=0, n_val=0, n_test=0)
+    >>> first = ensure_dataset(folder, "placenta", True, n_train=1, n_unlabelled=0, n_val=0, n_test=0)
     >>> ensure_dataset(folder, "placenta") == first
     True
     """
@@ -239,4 +253,42 @@ def ensure_dataset(dataset_dir: str | os.PathLike, kind: str = "myocardium", **k
     path = _check_folder(dataset_dir) / DATALIST_NAME
     if path.is_file():
         return str(path)
+    if not generate_synthetic:
+        raise FileNotFoundError(
+            f"{path} not found: point dataset_dir at a folder holding a {DATALIST_NAME}, or set generate_synthetic "
+            f"to true (monai.bundle run ... --generate_synthetic True) to generate {kind} phantoms there."
+        )
     return generate_dataset(kind, dataset_dir, **kwargs)
+
+
+def inference_items(
+    input_dir: str | os.PathLike | None,
+    dataset_dir: str | os.PathLike,
+    kind: str = "myocardium",
+    split: str = "test",
+    generate_synthetic: bool = False,
+    **kwargs,
+) -> list[dict]:
+    """The ``{"image": path}`` items a bundle's inference runs on: the images of ``input_dir`` when
+    given (nothing else is read or written), else the ``split`` of ``dataset_dir``'s datalist
+    (see :func:`ensure_dataset` for ``generate_synthetic`` and ``kwargs``).
+
+    One function rather than a conditional expression in the config: MONAI resolves every
+    reference of an expression, also in the branch not taken, which would generate phantoms
+    for an ``input_dir`` run.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from monai_topo.data import inference_items
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "b.nii.gz").write_bytes(b""), (folder / "a.mha").write_bytes(b"")
+    >>> [pathlib.Path(item["image"]).name for item in inference_items(folder, "/no/such/dataset")]
+    ['a.mha', 'b.nii.gz']
+    """
+    if input_dir:
+        from monai_topo.inference.cases import find_cases  # the file types monai-topo infer reads
+
+        return [{"image": str(path)} for path in find_cases(input_dir).values()]
+    datalist = ensure_dataset(dataset_dir, kind, generate_synthetic, **kwargs)
+    return [{"image": item["image"]} for item in load_decathlon_datalist(datalist, data_list_key=split)]

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
 """Temporary files start with this (hidden on POSIX), so no reader mistakes them for results."""
+
+FAULT_HOOK: Callable[[str, Path], None] | None = None
+"""Fault injection for tests: called as ``FAULT_HOOK(point, final)`` at ``"written"`` (the file is
+complete under its temporary name) and ``"renamed"`` (it has its final name), e.g. to kill the
+process there and check that a re-run recovers."""
+
+
+def _fault(point: str, final: Path) -> None:
+    if FAULT_HOOK is not None:
+        FAULT_HOOK(point, final)
 
 
 @contextmanager
@@ -40,7 +50,9 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     tmp = final.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
     try:
         yield tmp
+        _fault("written", final)
         os.replace(tmp, final)
+        _fault("renamed", final)
     finally:
         tmp.unlink(missing_ok=True)
 

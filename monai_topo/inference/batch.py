@@ -8,123 +8,77 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import nibabel as nib
 import numpy as np
 import torch
-from monai.data import MetaTensor, NibabelWriter
+from monai.data import MetaTensor, NibabelWriter, decollate_batch, list_data_collate
 from monai.metrics import compute_dice
-from monai.networks.utils import one_hot
-from monai.transforms import Invertd
+from monai.networks.utils import eval_mode, one_hot
+from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd
 from monai.utils import MetaKeys
 from tqdm import tqdm
 
+import monai_topo
 from monai_topo.inference.atomic import atomic_path, remove_temporaries
 from monai_topo.inference.bundle import InferenceBundle, load_bundle, read_inference_config, resolve_bundle
 from monai_topo.inference.cases import check_output_folder, find_cases, source_folders
-from monai_topo.inference.distributed import all_gather, barrier, process_group
+from monai_topo.inference.distributed import all_gather, barrier, broadcast, process_group
 from monai_topo.inference.readers import add_simpleitk_reader, load_image
 from monai_topo.inference.report import merge_rows, read_rows, remove_partials, write_partial, write_report
-from monai_topo.priors import parse_prior
 from monai_topo.metrics import compute_betti_error
-from monai_topo.transforms import refine_with_topology
 
 OUTPUT_SUFFIX = "_seg.nii.gz"
 """Case ``a`` is written to ``<output>/a_seg.nii.gz``."""
-
-DEFAULT_THRESHOLD = refine_with_topology.__kwdefaults__["threshold"]
-
-
-def _label_map(probs: torch.Tensor, threshold: float) -> torch.Tensor:
-    """``(1, *spatial)`` uint8 labels: one channel thresholded, several channels by argmax."""
-    if probs.shape[0] == 1:
-        return (probs >= threshold).to(torch.uint8)
-    return probs.argmax(0, keepdim=True).to(torch.uint8)
-
-
-def _is_sliced(bundle: InferenceBundle, image: torch.Tensor) -> bool:
-    """Whether ``image`` (C, *spatial) goes through the network slice by slice along its last axis."""
-    spatial_dims = image.ndim - 1
-    if spatial_dims == bundle.spatial_dims:
-        return False
-    if bundle.slice_by_slice and (spatial_dims, bundle.spatial_dims) == (3, 2):
-        return True
-    raise ValueError(
-        f"the preprocessed image has {spatial_dims} spatial dimensions (shape {tuple(image.shape)}), but the "
-        f"bundle's network takes {bundle.spatial_dims}"
-        + ("" if bundle.slice_by_slice else " and the bundle does not set slice_by_slice")
-        + "."
-    )
-
 
 class Segmentation(NamedTuple):
     """What :func:`segment_image` returns."""
 
     labels: torch.Tensor
-    """uint8 ``(1, *spatial)``: the thresholded probability (one output channel) or the argmax."""
-    records: list[dict]
-    """The refinement record of every item (slice), as ``refine_with_topology`` returns it."""
+    """``(1, *spatial)`` class indices, on the preprocessed grid unless the bundle's post-processing inverts."""
+    records: list[dict | None]
+    """The refinement record of every item (slice), as ``refine_with_topology`` returns it; None without a prior."""
     priors: list
-    """The prior each item was refined with."""
+    """The prior of each item."""
     num_classes: int
     """Classes the labels can take, background included (2 for one output channel)."""
     sliced: bool
-    """Whether the image went through a 2D network slice by slice."""
+    """Whether the image went through the network slice by slice."""
 
 
-def item_priors(bundle: InferenceBundle, count: int, sliced: bool, prior=None) -> list:
-    """The prior of each of ``count`` items: ``prior`` for all when given, else the bundle's
-    ``slice_priors(count)`` for a sliced volume when the bundle has it, else the bundle's prior."""
-    if prior is not None:
-        return [prior] * count
-    if sliced and bundle.slice_priors is not None:
-        priors = list(bundle.slice_priors(count))
-        if len(priors) != count:
-            raise ValueError(f"the bundle's slice_priors gave {len(priors)} priors for {count} slices.")
-        return priors
-    return [bundle.prior] * count
+def _default_postprocessing(channels: int) -> Compose:
+    """Sigmoid and 0.5 for one output channel, argmax for several: for bundles without ``postprocessing``."""
+    if channels == 1:
+        return Compose([Activationsd("pred", sigmoid=True), AsDiscreted("pred", threshold=0.5)])
+    return Compose([AsDiscreted("pred", argmax=True)])
 
 
-def segment_image(
-    bundle: InferenceBundle, image: torch.Tensor, prior=None, postprocess: bool | None = None
-) -> Segmentation:
-    """Segment one network-ready image, refining each item with the prior when ``postprocess``.
+def segment_image(bundle: InferenceBundle, data: dict) -> Segmentation:
+    """Segment one preprocessed item as the bundle's evaluator does: inferer, then post-processing.
 
     Parameters
     ----------
     bundle : InferenceBundle
-        The network, inferer and refinement settings.
-    image : torch.Tensor, shape (C, *spatial)
-        The preprocessed image. A 3D image for a 2D slice-by-slice bundle is split along its last
-        axis and every slice is refined on its own.
-    prior : sequence, optional
-        Betti prior of every item (every slice); default :func:`item_priors` of the bundle.
-    postprocess : bool, optional
-        Refine with :func:`monai_topo.transforms.refine_with_topology` (Eq. 5), or keep the
-        network's prediction; default the bundle's ``postprocess``.
+        The network, its :class:`~monai_topo.inference.SliceWiseInferer` and post-processing.
+    data : dict
+        The output of the bundle's preprocessing: ``data["image"]`` is ``(C, *spatial)``.
 
     Returns
     -------
     Segmentation
         The label map, the per-item records and priors, the number of classes and whether it was sliced.
     """
-    sliced = _is_sliced(bundle, image)
-    plain = image.as_tensor() if isinstance(image, MetaTensor) else image
-    items = plain.unbind(-1) if sliced else [plain]
-    priors = item_priors(bundle, len(items), sliced, prior)
-    options = {"inferer": bundle.inferer, **bundle.refine_args}
-    if not (bundle.postprocess if postprocess is None else postprocess):
-        # Zero steps: the network's own prediction, with the Betti numbers refinement would report.
-        options["iterations"] = 0
-    threshold = options.get("threshold", DEFAULT_THRESHOLD)
-    maps, records = [], []
-    for item, item_prior in zip(items, priors):
-        probs, record = refine_with_topology(bundle.network, item, item_prior, **options)
-        maps.append(_label_map(probs, threshold).cpu())
-        records.append(record)
-    labels = torch.stack(maps, -1) if sliced else maps[0]
-    return Segmentation(labels, records, priors, max(2, probs.shape[0]), sliced)
+    batch = list_data_collate([data])
+    with eval_mode(bundle.network):  # as MONAI's evaluators run it
+        pred = bundle.inferer(batch["image"].to(bundle.device), bundle.network)
+    item = {**data, "pred": decollate_batch(pred.cpu(), detach=True)[0]}
+    postprocessing = bundle.postprocessing or _default_postprocessing(pred.shape[1])
+    labels = postprocessing(item)["pred"]
+    record = bundle.inferer.records[0]
+    return Segmentation(labels, record["records"], record["priors"], max(2, pred.shape[1]), record["sliced"])
 
 
 def restore_geometry(labels: torch.Tensor, image: MetaTensor, preprocessing) -> MetaTensor:
@@ -196,8 +150,12 @@ def score_segmentation(
     return float(torch.nanmean(dice.float())), float(torch.nanmean(betti_error))
 
 
-def write_segmentation(labels: MetaTensor, path: str | os.PathLike) -> None:
-    """Write a ``(1, *spatial)`` segmentation as NIfTI with its metadata's affine, atomically."""
+def write_segmentation(labels: MetaTensor, path: str | os.PathLike, before_rename: Callable[[], None] | None = None) -> None:
+    """Write a ``(1, *spatial)`` segmentation as NIfTI with its metadata's affine, atomically.
+
+    ``before_rename`` runs once the file is complete under its temporary name, before it takes
+    its final name (a batch job records the case's report row there).
+    """
     writer = NibabelWriter(output_dtype=np.uint8)
     writer.set_data_array(labels, channel_dim=0, squeeze_end_dims=False, spatial_ndim=None)
     # Drop only the channel: squeezing every trailing singleton would write a (H, W, 1) input as (H, W).
@@ -205,6 +163,8 @@ def write_segmentation(labels: MetaTensor, path: str | os.PathLike) -> None:
     writer.set_metadata(labels.meta, resample=False)
     with atomic_path(path) as tmp:
         writer.write(tmp)
+        if before_rename is not None:
+            before_rename()
 
 
 def _describe(error: BaseException) -> str:
@@ -221,8 +181,7 @@ def process_case(
     image_path: Path,
     output_path: Path,
     label_path: Path | None = None,
-    prior=None,
-    postprocess: bool | None = None,
+    commit: Callable[[dict], None] | None = None,
 ) -> dict:
     """Run one case end to end and return its report row; never raises for a bad case.
 
@@ -236,8 +195,9 @@ def process_case(
         Input image and the segmentation to write (only once everything else succeeded).
     label_path : Path, optional
         A label map on the input's grid, for Dice and Betti error.
-    prior, postprocess
-        As in :func:`segment_image`.
+    commit : callable, optional
+        Called with the finished row once the segmentation is written under its temporary name
+        and before it is renamed into place, so that no finished output lacks its report row.
 
     Returns
     -------
@@ -254,7 +214,8 @@ def process_case(
     }
     stage = "reading the image"
     try:
-        image = bundle.preprocessing({"image": str(image_path)})["image"]
+        data = bundle.preprocessing({"image": str(image_path)})
+        image = data["image"]
         truth = None
         if label_path is not None:
             stage = "reading the label"
@@ -263,32 +224,37 @@ def process_case(
             if tuple(truth.shape) != expected:
                 raise ValueError(f"label shape {tuple(truth.shape)} differs from the image's {expected}.")
         stage = "segmenting"
-        segmentation = segment_image(bundle, image, prior, postprocess)
+        segmentation = segment_image(bundle, data)
         stage = "restoring the input's geometry"
-        labels = restore_geometry(segmentation.labels, image, bundle.preprocessing)
+        labels = segmentation.labels.to(torch.uint8)
+        if not bundle.inverts:
+            labels = restore_geometry(labels, image, bundle.preprocessing)
         if truth is not None:
             stage = "scoring against the label"
             row["dice"], row["betti_error"] = score_segmentation(
                 labels, truth, segmentation.num_classes, per_slice=segmentation.sliced
             )
+        records = [r for r in segmentation.records if r is not None]  # None: an item without a prior
+        row.update(status="ok", message="", items=len(segmentation.records), priors=segmentation.priors)
+        if records:
+            row.update(
+                betti_before=[list(b) for r in records for b in r["betti_before"]],
+                betti_after=[list(b) for r in records for b in r["betti_after"]],
+                satisfied_before=sum(r["satisfied_before"] for r in records),
+                satisfied_after=sum(r["satisfied_after"] for r in records),
+                iterations=sum(r["iterations"] for r in records),
+            )
         stage = "writing the segmentation"
-        write_segmentation(labels, output_path)
+
+        def finish() -> None:
+            row["seconds"] = time.perf_counter() - start
+            if commit is not None:
+                commit(row)
+
+        write_segmentation(labels, output_path, before_rename=finish)
     except Exception as error:  # one bad case must not stop the others; the row says what went wrong
-        row.update(status="failed", message=f"{stage}: {_describe(error)}")
-    else:
-        records = segmentation.records
-        row.update(
-            status="ok",
-            message="",
-            items=len(records),
-            priors=segmentation.priors,
-            betti_before=[list(b) for r in records for b in r["betti_before"]],
-            betti_after=[list(b) for r in records for b in r["betti_after"]],
-            satisfied_before=sum(r["satisfied_before"] for r in records),
-            satisfied_after=sum(r["satisfied_after"] for r in records),
-            iterations=sum(r["iterations"] for r in records),
-        )
-    row["seconds"] = time.perf_counter() - start
+        row = {key: row[key] for key in ("case", "image", "label", "output")}
+        row.update(status="failed", message=f"{stage}: {_describe(error)}", seconds=time.perf_counter() - start)
     return row
 
 
@@ -308,8 +274,10 @@ def run_batch(
 
     Writes ``<output>/<case>_seg.nii.gz`` (the input's grid and affine) for every case that
     succeeds, and ``<output>/inference_report.csv`` / ``.json`` with one row per case. Every file
-    is written atomically. A case whose output exists is skipped unless ``overwrite``, keeping its
-    earlier row; cases that fail are reported and the others go on. Under ``torchrun`` the sorted
+    is written atomically, and a case's report row is on disk before its output takes its final
+    name. A case finished in an earlier run (its row complete and its output readable) is skipped
+    unless ``overwrite``, keeping its earlier row; a damaged or unreported earlier output is redone;
+    cases that fail are reported and the others go on. Under ``torchrun`` the sorted
     cases are dealt round-robin to the processes and rank 0 merges the rows.
 
     Parameters
@@ -323,8 +291,8 @@ def run_batch(
     labels : str or os.PathLike, optional
         Folder or glob of label maps, matched to images by case name, for Dice and Betti error.
     prior : sequence, optional
-        Betti prior of each refined item, e.g. ``[1, 1]`` or ``[1, [0, 1]]``; default the bundle's
-        (per slice from its ``slice_priors`` where it has them).
+        Betti prior of every refined item and slice, e.g. ``[1, 1]`` or ``[1, [0, 1]]``; default
+        the bundle's (its ``end_slice_prior`` for the end slices of a stack).
     postprocess : bool, optional
         Whether to refine with the prior (Eq. 5); default the bundle's ``postprocess``.
     overwrite : bool
@@ -343,26 +311,37 @@ def run_batch(
     Raises
     ------
     ValueError
-        Unknown bundle, no images, an output folder among the inputs, or a malformed prior.
+        Every setup error: unknown bundle, no images, labels named like no image, an output folder
+        among the inputs or not writable, an unknown or unavailable device, a malformed prior, a
+        checkpoint that is damaged or does not fit, an unreadable earlier report.
     """
     root = resolve_bundle(bundle)
     parser = read_inference_config(root)
     cases = find_cases(source)
     label_paths = find_cases(labels) if labels is not None else {}
+    if labels is not None and not set(label_paths) & set(cases):
+        raise ValueError(
+            f"no label in {os.fspath(labels)!r} is named like an image of {os.fspath(source)!r} (labels: "
+            f"{', '.join(list(label_paths)[:3])}...; images: {', '.join(list(cases)[:3])}...); a label must be "
+            "named like its image (case.nii.gz for case.nii.gz)."
+        )
     read_from = source_folders(source, cases) | (source_folders(labels, label_paths) if labels is not None else set())
     output = check_output_folder(output, read_from)
-    requested = torch.device(device if device is not None else parser.get_parsed_content("device"))
+    package = Path(monai_topo.__file__).resolve().parent  # holds the shipped bundles in a wheel install
+    if package in [output, *output.parents]:
+        raise ValueError(f"output folder {output} is inside the package folder {package}; write elsewhere.")
+    if device is None and "device" in parser:
+        device = parser.get_parsed_content("device")
+    requested = check_device(device if device is not None else ("cuda:0" if torch.cuda.is_available() else "cpu"))
     with process_group(requested) as (rank, world_size, device):
-        model = load_bundle(parser, device)
-        if prior is not None:
-            parse_prior(prior, model.spatial_dims, name="prior")
-        postprocess = model.postprocess if postprocess is None else postprocess
+        model = load_bundle(parser, device, prior=prior, postprocess=postprocess)
         add_simpleitk_reader(model.preprocessing)
-        output.mkdir(parents=True, exist_ok=True)
+        make_output_folder(output)
         earlier = {}
         if rank == 0:
             earlier = read_rows(output)
             remove_temporaries(output)
+        earlier = broadcast(earlier)  # every process decides from rank 0's reading
         # Nobody writes before rank 0 has read the earlier rows and cleared stale temporary files.
         barrier()
         rows: list[dict] = []
@@ -377,7 +356,7 @@ def run_batch(
         )
         for case, image_path in bar:
             output_path = output / f"{case}{OUTPUT_SUFFIX}"
-            if output_path.exists() and not overwrite:
+            if not overwrite and is_finished(earlier.get(case), output_path):
                 row = {
                     "case": case,
                     "status": "skipped",
@@ -385,7 +364,11 @@ def run_batch(
                     "output": str(output_path),
                 }
             else:
-                row = process_case(model, case, image_path, output_path, label_paths.get(case), prior, postprocess)
+                row = process_case(
+                    model, case, image_path, output_path, label_paths.get(case),
+                    # The row is on disk before the output takes its final name.
+                    commit=lambda done: write_partial(output, rank, [*rows, {**done, "rank": rank}]),
+                )
             row["rank"] = rank
             rows.append(row)
             counts[row["status"]] += 1
@@ -394,14 +377,15 @@ def run_batch(
         bar.close()
         done = sorted((row for part in all_gather(rows) for row in part), key=lambda row: row["case"])
         if rank == 0:
+            inferer = model.inferer
             run = {
                 "bundle": str(root),
                 "input": os.fspath(source),
                 "labels": None if labels is None else os.fspath(labels),
                 "output": str(output),
-                "prior": model.prior if prior is None else prior,
-                "slice_priors": prior is None and model.slice_priors is not None,
-                "postprocess": postprocess,
+                "prior": inferer.prior,
+                "end_slice_prior": inferer.end_slice_prior,
+                "postprocess": inferer.refine,
                 "overwrite": overwrite,
                 "world_size": world_size,
                 "device": str(device),
@@ -410,3 +394,73 @@ def run_batch(
             remove_partials(output)
         barrier()
     return done
+
+
+def is_finished(row: dict | None, output_path: Path) -> bool:
+    """Whether an earlier run finished a case: a complete ``ok`` row and an output that reads back whole.
+
+    A 0-byte or truncated output (a disk that filled up, a copy cut short) is not finished, nor an
+    output without its row.
+    """
+    if not row or row.get("status") not in ("ok", "skipped") or row.get("items") is None:
+        return False
+    if not output_path.is_file():
+        return False
+    try:
+        np.asarray(nib.load(output_path).dataobj)
+    except Exception:  # whatever nibabel or gzip raise for a damaged file: redo the case
+        return False
+    return True
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that this torch build and machine have.
+
+    Raises
+    ------
+    ValueError
+        Not a device name (``"gpu0"``), or CUDA/MPS that is not available.
+
+    Examples
+    --------
+    >>> from monai_topo.inference.batch import check_device
+    >>> check_device("cpu")
+    device(type='cpu')
+    >>> check_device("gpu0")
+    Traceback (most recent call last):
+    ...
+    ValueError: device 'gpu0' is not a torch device name; use e.g. cpu, cuda or cuda:0.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device name; use e.g. cpu, cuda or cuda:0.") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise ValueError(f"device {device!r} is not available: {build}; use --device cpu.")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} is not available: {torch.cuda.device_count()} CUDA device(s).")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} is not available on this machine; use --device cpu.")
+    return parsed
+
+
+def make_output_folder(output: Path) -> None:
+    """Create the output folder and check it can be written.
+
+    Raises
+    ------
+    ValueError
+        A parent is a regular file, or the folder cannot be created or written.
+    """
+    for parent in [output, *output.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"output folder {output} cannot be made: {parent} is a file; choose another --output.")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with atomic_path(output / "write-test") as probe:
+            probe.write_bytes(b"")
+        (output / "write-test").unlink()
+    except OSError as error:
+        raise ValueError(f"output folder {output} is not writable ({error.strerror}); choose another --output.") from None

@@ -96,8 +96,14 @@ def read_rows(output: str | os.PathLike) -> dict[str, dict]:
         except (OSError, ValueError) as error:
             raise ValueError(
                 f"cannot read the earlier report {source}: {error}; move it away to start afresh."
-            ) from error
-        for row in content["cases"]:
+            ) from None
+        cases = content.get("cases") if isinstance(content, dict) else None
+        if not isinstance(cases, list) or not all(isinstance(row, dict) and "case" in row for row in cases):
+            raise ValueError(
+                f"the earlier report {source} is not a monai-topo report (no list of case rows under 'cases'); "
+                "move it away to start afresh."
+            )
+        for row in cases:
             rows[row["case"]] = row
     return rows
 
