@@ -13,7 +13,7 @@ def test_bench_training_smoke(tmp_path, capsys):
     out = tmp_path / "table.md"
     results = bench.main(["--size", "smoke", "--repeats", "1", "--out", str(out)])
     ours = [row for row in results["losses"] if not row["loss"].startswith("topolosses")]
-    assert len(ours) == 4 and all(row["seconds"] > 0 for row in ours)
+    assert len(ours) == 8 and all(row["seconds"] > 0 for row in ours)
     assert [row["step"].split()[0] for row in results["steps"]] == ["Dice", "Dice"]
     assert [row["items"] for row in results["refinement"]] == [1, 1]
     printed = capsys.readouterr().out
