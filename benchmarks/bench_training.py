@@ -2,10 +2,14 @@
 
 Times, in one process:
 
-- forward + backward of ``TopologicalPriorLoss`` and ``PersistenceMatchingLoss`` on a 2D batch and a
-  3D volume of noisy probability maps (``bench_ph.probability_maps``), next to topolosses'
-  ``HutopoLoss`` / ``BettiMatchingLoss`` where that package imports (it needs torchvision, which has no
-  CPU build for torch 2.13: the rows are skipped here and belong to a separate throw-away environment);
+- forward + backward of ``TopologicalPriorLoss``, ``PersistenceMatchingLoss`` and ``BettiMatchingLoss``
+  (both connectivities) on a 2D batch and a 3D volume of noisy probability maps
+  (``bench_ph.probability_maps``), side by side with topolosses' ``HutopoLoss`` / ``BettiMatchingLoss``
+  (topology term only: ``use_base_loss=False``) on the same inputs, and the speed-up over them.
+  topolosses is installed beside our stack with ``pip install --no-deps topolosses
+  opencv-python-headless``; it declares torchvision, which has no CPU build for torch 2.13 and which
+  only its ``MosinLoss`` imports, so the harness puts an empty stand-in module named ``torchvision``
+  in ``sys.modules`` before importing it (the rows say "skipped" where it still does not import);
 - one training step of the cardiac bundle's 2D U-Net (its ``network_def``) on a batch: Dice only vs
   Dice + λ·``TopologicalPriorLoss`` (λ = 0.01);
 - ``refine_with_topology`` (the engine of ``TopologicalPostprocessd``) per 2D slice and per 3D volume
@@ -17,6 +21,7 @@ Usage::
     python benchmarks/bench_training.py                 # default size (a few minutes on 2 cores)
     python benchmarks/bench_training.py --size full     # the issue's sizes (16×256×256, 96×240×256)
     python benchmarks/bench_training.py --size smoke    # seconds; what CI runs
+    python benchmarks/bench_training.py --losses-only   # the loss rows only
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import os
 import statistics
 import sys
 import time
+import types
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ph import machine, median_time, peak_memory_mb, probability_maps  # noqa: E402
 
 from monai_topo.data import myocardium_phantom, placenta_phantom  # noqa: E402
-from monai_topo.losses import PersistenceMatchingLoss, TopologicalPriorLoss  # noqa: E402
+from monai_topo.losses import BettiMatchingLoss, PersistenceMatchingLoss, TopologicalPriorLoss  # noqa: E402
 from monai_topo.ph import betti_numbers  # noqa: E402
 from monai_topo import threads as threads_module  # noqa: E402
 from monai_topo.threads import configure_threads  # noqa: E402
@@ -69,19 +75,33 @@ VOLUME_MODES = {
 }
 
 
+# our loss -> the topolosses loss it is timed against (the same construction: HutopoLoss matches
+# diagrams as Hu et al.; topolosses' BettiMatchingLoss is Betti-Matching-3D, the V-construction)
+PEERS = {"PersistenceMatchingLoss": "topolosses HutopoLoss",
+         "BettiMatchingLoss (face)": "topolosses BettiMatchingLoss"}
+
+
 def topolosses_losses() -> dict:
-    """topolosses' losses where the package imports, else an empty dict (rows skipped)."""
+    """topolosses' losses (topology term only) where the package imports, else an empty dict (rows skipped).
+
+    Only its MosinLoss imports torchvision, which has no CPU build for our torch: an empty stand-in
+    module under that name lets the rest import.
+    """
+    sys.modules.setdefault("torchvision", types.ModuleType("torchvision"))
     try:
         from topolosses.losses import BettiMatchingLoss, HutopoLoss
     except Exception:  # noqa: BLE001 - any import failure means "not installable here"
         return {}
-    return {"topolosses HutopoLoss": HutopoLoss(), "topolosses BettiMatchingLoss": BettiMatchingLoss()}
+    options = {"use_base_loss": False, "alpha": 1.0, "include_background": True}
+    return {"topolosses HutopoLoss": HutopoLoss(**options), "topolosses BettiMatchingLoss": BettiMatchingLoss(**options)}
 
 
 def loss_rows(size: dict, repeats: int) -> list[dict]:
     losses = {
         "TopologicalPriorLoss": lambda ndim: TopologicalPriorLoss(prior=(1, 1) if ndim == 2 else (1, 0, 0)),
         "PersistenceMatchingLoss": lambda ndim: PersistenceMatchingLoss(),
+        "BettiMatchingLoss (face)": lambda ndim: BettiMatchingLoss(connectivity="face"),
+        "BettiMatchingLoss (full)": lambda ndim: BettiMatchingLoss(connectivity="full"),
     }
     peers = topolosses_losses()
     rows = []
@@ -109,6 +129,11 @@ def loss_rows(size: dict, repeats: int) -> list[dict]:
                 rows.append({"workload": "×".join(map(str, shape)), "loss": name, "seconds": seconds, "runs": runs})
             else:
                 rows.append({"workload": "×".join(map(str, shape)), "loss": name, "seconds": None, "runs": 0})
+    times = {(row["workload"], row["loss"]): row["seconds"] for row in rows}
+    for row in rows:
+        theirs = times.get((row["workload"], PEERS.get(row["loss"])))
+        if theirs is not None:
+            row["speed-up"] = theirs / row["seconds"]
     return rows
 
 
@@ -295,12 +320,15 @@ def thread_policy_rows(size: dict, repeats: int) -> list[dict]:
 
 
 def markdown(results: dict) -> str:
-    lines = ["Loss forward + backward (s, median):", "", "| workload | loss | s | runs | peak MB (3D) |",
-             "|---|---|---:|---:|---:|"]
+    lines = ["Loss forward + backward (s, median; speed-up: topolosses' time for the same construction / ours):", "",
+             "| workload | loss | s | runs | speed-up vs topolosses | peak MB (3D) |", "|---|---|---:|---:|---:|---:|"]
     for row in results["losses"]:
         seconds = "skipped (not importable)" if row["seconds"] is None else f"{row['seconds']:.3f}"
         memory = f"{row['MB']:.0f}" if "MB" in row else ""
-        lines.append(f"| {row['workload']} | {row['loss']} | {seconds} | {row['runs']} | {memory} |")
+        speedup = f"{row['speed-up']:.1f}×" if "speed-up" in row else ""
+        lines.append(f"| {row['workload']} | {row['loss']} | {seconds} | {row['runs']} | {speedup} | {memory} |")
+    if not any(results.get(part) for part in ("steps", "refinement", "volumes", "threads", "steps_3d")):  # losses only
+        return "\n".join(lines)
     lines += ["", "Training step of the cardiac bundle's U-Net (s, median):", "", "| step | batch | s | runs |",
               "|---|---|---:|---:|"]
     lines += [f"| {r['step']} | {r['batch']} | {r['seconds']:.3f} | {r['runs']} |" for r in results["steps"]]
@@ -338,17 +366,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--out", help="also write the markdown tables to this file")
     parser.add_argument("--only", choices=["losses", "steps", "refinement", "volumes", "steps_3d", "threads"], nargs="+",
                         help="run only these parts (default: all)")
+    parser.add_argument("--losses-only", action="store_true", help="time the losses only (same as --only losses)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     size = SIZES[args.size]
     threads = configure_threads()  # the package's policy: this process's share of the free cores
     start = time.perf_counter()
+    only = ["losses"] if args.losses_only else args.only
     parts = {"losses": lambda: loss_rows(size, args.repeats), "steps": lambda: training_step_rows(size, args.repeats),
              "refinement": lambda: refinement_rows(size), "volumes": lambda: volume_refinement_rows(size),
              "steps_3d": lambda: training_step_3d_rows(size, args.repeats),
              "threads": lambda: thread_policy_rows(size, args.repeats)}
-    results = {name: run() if args.only is None or name in args.only else [] for name, run in parts.items()}
+    results = {name: run() if only is None or name in only else [] for name, run in parts.items()}
     results["slice"] = f"{size['slice']}×{size['slice']}"
     report = (f"Machine: {machine()}; torch threads {threads} (monai_topo.threads.configure_threads)\n\n"
               f"{markdown(results)}\n\n(total {time.perf_counter() - start:.0f} s)\n")

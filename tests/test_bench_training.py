@@ -19,7 +19,7 @@ def test_bench_training_smoke(tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)  # main() applies the package's thread policy to its process
     ours = [row for row in results["losses"] if not row["loss"].startswith("topolosses")]
-    assert len(ours) == 4 and all(row["seconds"] > 0 for row in ours)
+    assert len(ours) == 8 and all(row["seconds"] > 0 for row in ours)
     assert [row["step"].split()[0] for row in results["steps"]] == ["Dice", "Dice"]
     assert [row["items"] for row in results["refinement"]] == [1, 1]
     assert [row["mode"] for row in results["volumes"]] == list(bench.VOLUME_MODES)

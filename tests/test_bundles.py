@@ -166,9 +166,9 @@ def test_evaluate_saves_dice_and_topology_metrics_as_csv(trained_bundle, tmp_pat
                  **TINY_DATA[name])
     with open(tmp_path / "metrics.csv") as stream:
         metrics = {row[0]: float(row[1]) for row in csv.reader(stream)}
-    assert set(metrics) == {"mean_dice", "topological_correctness", "betti_error"}
-    assert 0 <= metrics["mean_dice"] <= 1 and 0 <= metrics["topological_correctness"] <= 1
-    assert metrics["betti_error"] >= 0
+    assert set(metrics) == {"mean_dice", "topological_correctness", "betti_error", "betti_matching_error", "cldice"}
+    assert all(0 <= metrics[k] <= 1 for k in ("mean_dice", "topological_correctness", "cldice"))
+    assert metrics["betti_error"] >= 0 and metrics["betti_matching_error"] >= 0
     with open(tmp_path / "topological_correctness_raw.csv") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == TINY_DATA[name]["synthetic_data"]["n_test"]

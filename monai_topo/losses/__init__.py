@@ -10,11 +10,15 @@ Priors are plain data shared with the metrics and transforms: see :mod:`monai_to
 """
 
 from monai_topo.losses.base import TopologicalLoss
+from monai_topo.losses.betti_matching import BettiMatchingLoss, betti_matching_loss, loss_from_matching
 from monai_topo.losses.matching import PersistenceMatchingLoss, matching_loss_from_diagrams, wasserstein2_squared
 from monai_topo.losses.prior import TopologicalPriorLoss, prior_loss_from_diagram
 from monai_topo.losses.wrapper import TopologicalWrapperLoss
 
 __all__ = [
+    "BettiMatchingLoss",
+    "betti_matching_loss",
+    "loss_from_matching",
     "PersistenceMatchingLoss",
     "TopologicalLoss",
     "TopologicalPriorLoss",

@@ -6,6 +6,8 @@ compares the partitions of the image. Each wraps a plain ``compute_*`` function.
 """
 
 from monai_topo.metrics.betti_error import BettiErrorMetric, compute_betti_error
+from monai_topo.metrics.betti_matching_error import BettiMatchingErrorMetric, compute_betti_matching_error
+from monai_topo.metrics.cldice import ClDiceMetric, compute_cldice
 from monai_topo.metrics.topological_correctness import (
     TopologicalCorrectnessMetric,
     compute_topological_correctness,
@@ -16,6 +18,10 @@ from monai_topo.metrics.variation_of_information import (
 )
 
 __all__ = [
+    "BettiMatchingErrorMetric",
+    "ClDiceMetric",
+    "compute_betti_matching_error",
+    "compute_cldice",
     "BettiErrorMetric",
     "TopologicalCorrectnessMetric",
     "VariationOfInformationMetric",
