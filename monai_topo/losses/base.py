@@ -70,7 +70,7 @@ class TopologicalLoss(_Loss):
     reduction : {"mean", "sum", "none"}
         ``"none"`` returns one value per item and channel, shape ``(B, C, 1, 1[, 1])``.
     num_workers : int, optional
-        Threads for the batch PH; default all available cores.
+        Threads for the batch PH; default the package's thread policy (:mod:`monai_topo.threads`: torch's thread count).
     """
 
     requires_target: bool

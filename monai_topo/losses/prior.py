@@ -137,7 +137,7 @@ class TopologicalPriorLoss(TopologicalLoss):
         ``"none"``: shape ``(B, G, 1, 1[, 1])`` with ``G`` the number of scored channels (or of
         ``class_priors`` entries).
     num_workers : int, optional
-        Threads for the batch PH; default all available cores.
+        Threads for the batch PH; default the package's thread policy (:mod:`monai_topo.threads`: torch's thread count).
     downsample : int
         Opt-in speed-up (the paper suggests downsampling): compute PH on the maps pooled by this
         factor (:func:`monai_topo.ph.downsample.pool`, windows = strides); gradients flow back
