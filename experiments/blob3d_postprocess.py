@@ -144,16 +144,17 @@ def main() -> None:
 
 
 READING = (
-    "Topology: Eq. 5 did what it is for. Every placenta test prediction had one spurious component; the "
-    "refinement removed it in all 3 volumes (1 to 24 steps). On the degraded spleen it brought 2 of 3 volumes to "
-    "one blob (6 → 1 and 2 → 1 components) and the third from 3 to 2 components within the 30-step budget. "
-    "Dice: unchanged (within ±0.003 per volume, mean 0.691 → 0.690 placenta, 0.555 → 0.554 spleen), so we do "
-    "not reproduce the paper's +0.024. The spurious components here are a few voxels, so removing them cannot "
-    "move Dice; the Dice deficit of these small networks is in the shape of the main blob, which the prior "
-    "does not constrain. Sizes are far from the paper's (32×48×48 phantoms and a 56×56×48 CT crop instead of "
-    "96×240×256 real ultrasound; a 3-level U-Net trained 250 steps; 3 test volumes; one CT whose training and "
-    "test volumes are degradations of the same anatomy), so read this as a functional check of 3D Eq. 5, not "
-    "as a measurement of the paper's effect size."
+    'Topology: Eq. 5 did what it is for. Every placenta test prediction had one spurious component; the refinement '
+    'removed it in all 3 volumes (1 to 18 steps). On the degraded spleen it brought all 3 volumes to one blob (2 → '
+    '1, 3 → 1 and 6 → 1 components) in 1 or 2 steps; before the issue-10 fix (the topological term on '
+    'sigmoid(sigmoid(z))) the same run fixed 2 of 3 and left the third at 2 components after the 30-step budget. '
+    'Dice: unchanged (within ±0.003 per volume, mean 0.691 → 0.688 placenta, 0.555 → 0.554 spleen), so we do not '
+    "reproduce the paper's +0.024. The spurious components here are a few voxels, so removing them cannot move "
+    'Dice; the Dice deficit of these small networks is in the shape of the main blob, which the prior does not '
+    "constrain. Sizes are far from the paper's (32×48×48 phantoms and a 56×56×48 CT crop instead of 96×240×256 real"
+    ' ultrasound; a 3-level U-Net trained 250 steps; 3 test volumes; one CT whose training and test volumes are '
+    'degradations of the same anatomy), so read this as a functional check of 3D Eq. 5, not as a measurement of the'
+    " paper's effect size. The 96×240×256 scale and the native-resolution CT are open (issue 11)."
 )
 
 
