@@ -44,13 +44,13 @@ def slice_priors(depth: int, prior, end_slice_prior=None, end_slices: int = 1) -
     return [end_slice_prior if min(i, depth - 1 - i) < end_slices else prior for i in range(depth)]
 
 
-def _as_logits(probs: torch.Tensor, sigmoid: bool, softmax: bool) -> torch.Tensor:
+def _as_logits(probs: torch.Tensor, activation: str | None) -> torch.Tensor:
     """Logits whose activation gives ``probs`` back, so the refined output fits a logit post-processing
     (another activation, ``other_act``, is not inverted: the bundle's post-processing must expect that)."""
     eps = torch.finfo(probs.dtype).eps
-    if sigmoid:
+    if activation == "sigmoid":
         return torch.logit(probs, eps=eps)
-    if softmax:
+    if activation == "softmax":
         return probs.clamp_min(eps).log()
     return probs
 
@@ -150,13 +150,8 @@ class SliceWiseInferer(Inferer):
         options = dict(self.refine_args, inferer=self.inferer)
         if not self.refine:
             options["iterations"] = 0  # the network's own output, with the Betti numbers it has
-        with torch.enable_grad():  # engines evaluate under no_grad; Eq. 5 needs gradients
-            probs, record = refine_with_topology(network, item, prior, **options)
-        softmax = bool(options.get("softmax"))
-        sigmoid = options.get("sigmoid")
-        if sigmoid is None:  # refine_with_topology's default: sigmoid unless another activation is given
-            sigmoid = not (softmax or options.get("other_act") is not None)
-        return _as_logits(probs, bool(sigmoid), softmax), record
+        probs, record = refine_with_topology(network, item, prior, **options)  # gradients even under no_grad
+        return _as_logits(probs, record["activation"]), record
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
         """Logits ``(B, C, *spatial)`` of a batch ``(B, C_in, *spatial)``, item by item."""

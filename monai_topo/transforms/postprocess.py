@@ -76,9 +76,7 @@ def _as_item(image, network: torch.nn.Module) -> torch.Tensor:
 
 def _trainable(work: torch.nn.Module, train_frozen: bool) -> list[torch.nn.Parameter]:
     """The parameters of the copy that Eq. 5 optimises (frozen ones stay frozen unless asked)."""
-    params = list(work.parameters())
-    if not params:
-        raise ValueError("network has no parameters to refine.")
+    params = list(work.parameters())  # never empty: refine_with_topology checked the network first
     if train_frozen:
         for p in params:
             p.requires_grad_(True)
@@ -189,7 +187,8 @@ def refine_with_topology(
         The refined, activated output (detached, float32, on the network's device).
     record : dict
         ``iterations`` (steps taken), ``loss`` (Eq. 5 before each step), ``betti_before``/``betti_after``
-        (one tuple per scored map), ``satisfied_before``/``satisfied_after``, ``seconds``, ``roi``
+        (one tuple per scored map), ``satisfied_before``/``satisfied_after``, ``seconds``, ``activation``
+        (``"sigmoid"``, ``"softmax"``, ``"other"`` or None: the one applied to the logits), ``roi``
         (the box as ``[start, end]`` lists, or None), ``refined_parameters`` (names of the
         parameters optimised) and ``cached_modules`` (names of the modules computed once).
 
@@ -355,6 +354,7 @@ def refine_with_topology(
             "satisfied_after": satisfied,
             "seconds": time.perf_counter() - start_time,
             "roi": roi,
+            "activation": "sigmoid" if sigmoid else "softmax" if softmax else "other" if other_act is not None else None,
             "refined_parameters": refined_names,
             "cached_modules": cached_modules,
         }
@@ -388,7 +388,7 @@ class TopologicalPostprocess(Transform):
     >>> refine = TopologicalPostprocess(torch.nn.Conv2d(1, 1, 3, padding=1), prior=(1, 0), iterations=2)
     >>> out = refine(torch.rand(1, 16, 16))
     >>> out.shape, sorted(out.meta["topological_postprocess"])[:3]
-    (torch.Size([1, 16, 16]), ['betti_after', 'betti_before', 'cached_modules'])
+    (torch.Size([1, 16, 16]), ['activation', 'betti_after', 'betti_before'])
     """
 
     def __init__(self, network: torch.nn.Module, prior=None, class_priors: Mapping | None = None, **kwargs) -> None:
