@@ -149,3 +149,24 @@ def test_refine_last_names_the_fix():
         frozen.get_submodule(name).requires_grad_(False)
     with pytest.raises(ValueError, match="train_frozen=True"):
         refine_with_topology(frozen, torch.rand(1, 8, 8, 8), prior=BLOB, refine_last=2)
+
+
+def test_auto_roi_crops_large_volumes_only():
+    """``roi_threshold="auto"`` (the default) refines a 64×128×128 volume on the box of its likely
+    foreground (compared with the box from numpy's own argwhere), a smaller one whole."""
+    net = torch.nn.Conv3d(1, 1, 1)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+        net.bias.fill_(0.0)
+    large = torch.full((1, 64, 128, 128), -6.0)
+    large[0, 20:40, 30:90, 40:100] = 6.0  # sigmoid: 0.998 inside, 0.002 outside
+    _, record = refine_with_topology(net, large, prior=BLOB, iterations=0)
+    inside = np.argwhere(torch.sigmoid(large[0]).numpy() > 0.2)
+    start, end = inside.min(0) - 8, inside.max(0) + 1 + 8  # the default margin, before rounding up to 16
+    assert record["roi"] is not None
+    assert all(s <= a and b <= e for s, e, a, b in zip(*record["roi"], start, end))
+    assert all((e - s) % 16 == 0 for s, e in zip(*record["roi"]))
+    _, record = refine_with_topology(net, large[:, :32], prior=BLOB, iterations=0)
+    assert record["roi"] is None
+    with pytest.raises(ValueError, match="'auto' or None"):
+        refine_with_topology(net, large[:, :32], prior=BLOB, roi_threshold="box")

@@ -22,6 +22,11 @@ from monai_topo.transforms.frozen_activations import cache_frozen_activations, l
 RECORD_KEY = "topological_postprocess"
 """Metadata key under which each refined item records what the refinement did."""
 
+AUTO_ROI_VOXELS = 64 * 128 * 128
+"""Smallest 3D item (voxels) that ``roi_threshold="auto"`` refines on its region of interest only."""
+AUTO_ROI_FRACTION = 0.4
+"""``roi_threshold="auto"`` takes this fraction of the binarisation threshold (0.2 for 0.5)."""
+
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "sgd": torch.optim.SGD,
@@ -109,7 +114,7 @@ def refine_with_topology(
     threshold: float = 0.5,
     stop_when_satisfied: bool = True,
     train_frozen: bool = False,
-    roi_threshold: float | None = None,
+    roi_threshold: float | str | None = "auto",
     roi_margin: int = 8,
     roi_divisible: int = 16,
     refine_last: int | None = None,
@@ -161,13 +166,17 @@ def refine_with_topology(
     train_frozen : bool
         Whether parameters with ``requires_grad=False`` are refined too (in the copy). Default
         False: a frozen encoder stays frozen; a network frozen everywhere needs ``True``.
-    roi_threshold : float, optional
+    roi_threshold : float, "auto" or None
         Region-of-interest mode: optimise only on the bounding box of the voxels whose initial
         probability exceeds this value, plus ``roi_margin`` voxels, grown to a multiple of
         ``roi_divisible`` (so U-Nets accept it). Outside it the initial prediction is kept, which
-        cannot add features there as long as ``roi_threshold < threshold``. Inside it, the network
-        sees a cropped input, so predictions within the receptive field of the box edge may
-        differ slightly from whole-image inference.
+        cannot add features there as long as ``roi_threshold < threshold``; the MSE term still
+        divides by the whole item's ``V``. Inside it, the network sees a cropped input, so
+        predictions within the receptive field of the box edge may differ slightly from
+        whole-image inference. None: the whole item. ``"auto"`` (default): ``0.4 · threshold``
+        for 3D items of at least ``AUTO_ROI_VOXELS`` voxels (64×128×128), where each step's
+        forward and backward pass then costs the box only (measured in ``docs/benchmarks.md``),
+        None for smaller items.
     roi_margin, roi_divisible : int
         See ``roi_threshold``.
     refine_last : int, optional
@@ -211,6 +220,11 @@ def refine_with_topology(
     threshold = check_number(threshold, "threshold", 0, 1)
     if isinstance(optimizer, str):
         lr = check_number(lr, "lr", 0)
+    if isinstance(roi_threshold, str):
+        if roi_threshold != "auto":
+            raise ValueError(f"roi_threshold must be a probability, 'auto' or None, got {roi_threshold!r}.")
+        large = image.ndim == 4 and image[0].numel() >= AUTO_ROI_VOXELS
+        roi_threshold = AUTO_ROI_FRACTION * threshold if large else None
     if roi_threshold is not None:
         roi_threshold = check_number(roi_threshold, "roi_threshold", 0, 1)
         if roi_threshold >= threshold:
@@ -266,6 +280,11 @@ def refine_with_topology(
             p.requires_grad_(id(p) in chosen)
         refined_names = [name for name, p in work.named_parameters() if p.requires_grad]
         x = image.to(device=device, dtype=next(work.parameters()).dtype).clone()[None]
+        if x.ndim == 5 and x.device.type == "cpu":
+            # oneDNN's 3D convolutions (and their backward) run several times faster on channels-last
+            # tensors than torch's default layout on CPU; same arithmetic, the copy only.
+            work = work.to(memory_format=torch.channels_last_3d)
+            x = x.contiguous(memory_format=torch.channels_last_3d)
 
         cached_modules: list[str] = []
 
@@ -330,7 +349,7 @@ def refine_with_topology(
             return out
 
         optim = _make_optimizer(optimizer, params, lr)
-        voxels = float(reference[0, 0].numel())
+        voxels = float(full_reference[0, 0].numel())  # Eq. 5's V: the whole item's voxels, also with an ROI
         trace: list[float] = []
         for step in range(iterations + 1):
             if step > 0:
