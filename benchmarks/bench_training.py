@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.losses import DiceLoss
+from monai.transforms import ScaleIntensityRangePercentiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ph import machine, median_time, peak_memory_mb, probability_maps  # noqa: E402
@@ -231,7 +232,9 @@ def volume_refinement_rows(size: dict, modes: Sequence[str] | None = None) -> li
     net = shipped_network("placenta_topo")
     rows = []
     for shape in size["large_volumes"]:
+        scale = ScaleIntensityRangePercentiles(1, 99, 0.0, 1.0, clip=True)  # the bundle's preprocessing
         pairs = [placenta_phantom(shape, rng=np.random.default_rng([0, 3, i])) for i in range(size["large_items"])]
+        pairs = [(np.asarray(scale(image[None]), np.float32)[0], label) for image, label in pairs]
         with torch.no_grad():
             initial = [torch.sigmoid(net(torch.from_numpy(image)[None, None]))[0, 0].numpy() >= 0.5
                        for image, _ in pairs]
@@ -266,7 +269,9 @@ def training_step_3d_rows(size: dict, repeats: int) -> list[dict]:
     net = bundle_network("placenta_topo")
     optimiser = torch.optim.Adam(net.parameters(), 1e-3)
     image, label = placenta_phantom(size["large_volumes"][-1], rng=0)
-    box = tuple(slice(0, p) for p in size["patch"])
+    centre = np.argwhere(label).mean(0).astype(int)  # a patch across the placenta, as the bundle's positive crops
+    starts = [max(0, min(c - p // 2, n - p)) for c, p, n in zip(centre, size["patch"], label.shape)]
+    box = tuple(slice(s, s + p) for s, p in zip(starts, size["patch"]))
     images = torch.from_numpy(np.stack([image[box], image[box][::-1].copy()]))[:, None]
     labels = torch.from_numpy(np.stack([label[box], label[box][::-1].copy()]))[:, None].float()
     dice = DiceLoss(sigmoid=True)
@@ -362,15 +367,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--only", choices=["losses", "steps", "refinement", "volumes", "steps_3d", "threads"], nargs="+",
                         help="run only these parts (default: all)")
     parser.add_argument("--losses-only", action="store_true", help="time the losses only (same as --only losses)")
+    parser.add_argument("--modes", nargs="+", choices=list(VOLUME_MODES), help="refinement modes of the volume rows")
+    parser.add_argument("--volumes", type=int, help="test phantoms per size in the volume rows (default: the size's)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
-    size = SIZES[args.size]
+    size = dict(SIZES[args.size])
+    if args.volumes is not None:
+        size["large_items"] = args.volumes
     threads = configure_threads()  # the package's policy: this process's share of the free cores
     start = time.perf_counter()
     only = ["losses"] if args.losses_only else args.only
     parts = {"losses": lambda: loss_rows(size, args.repeats), "steps": lambda: training_step_rows(size, args.repeats),
-             "refinement": lambda: refinement_rows(size), "volumes": lambda: volume_refinement_rows(size),
+             "refinement": lambda: refinement_rows(size), "volumes": lambda: volume_refinement_rows(size, args.modes),
              "steps_3d": lambda: training_step_3d_rows(size, args.repeats),
              "threads": lambda: thread_policy_rows(size, args.repeats)}
     results = {name: run() if only is None or name in only else [] for name, run in parts.items()}
