@@ -414,6 +414,7 @@ CARDIAC_CHECKPOINT = REPO / "bundles" / "cardiac_myocardium_topo" / "models" / "
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(not CARDIAC_CHECKPOINT.is_file(), reason="the cardiac bundle has no trained checkpoint")
 def test_sunnybrook_slices_through_the_cardiac_bundle(shared_data, tmp_path):
     rows = _sunnybrook_run("cardiac_myocardium_topo", shared_data, tmp_path / "out")
