@@ -116,6 +116,14 @@ def hash_tree(folder: Path) -> dict:
     }
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """``monai-topo infer`` sets torch's threads for its process; here that process is the test run."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def infer(bundle, inputs, output, *extra) -> int:
     return main(["infer", "--bundle", str(bundle), "--input", str(inputs), "--output", str(output), "--quiet", *extra])
 
@@ -227,6 +235,19 @@ def test_an_interrupted_run_resumes_with_the_finished_rows(bundle, inputs, tmp_p
     assert {c: r["status"] for c, r in rows.items()} == statuses
     assert rows["disc"]["iterations"] == 3 and rows["ring"]["betti_after"] == [[1, 1]]  # from the partial report
     assert set(os.listdir(out)) == OUTPUTS
+
+
+@pytest.mark.parametrize("how", ["--threads", "MONAI_TOPO_NUM_THREADS"])
+def test_infer_sets_the_threads_of_its_process(bundle, inputs, tmp_path, monkeypatch, how):
+    torch.set_num_threads(2)
+    if how == "--threads":
+        extra = ["--threads", "1"]
+    else:
+        monkeypatch.setenv("MONAI_TOPO_NUM_THREADS", "1")
+        extra = []
+    assert infer(bundle, inputs, tmp_path, *extra) == 1  # the corrupt case fails, the others are written
+    assert torch.get_num_threads() == 1
+    assert OUTPUTS <= {p.name for p in tmp_path.iterdir()}
 
 
 def test_bundle_end_slice_prior_gives_the_end_slices_their_prior(tmp_path):
@@ -488,6 +509,7 @@ def _setup_cases(bundle: Path, tmp_path: Path) -> dict:
         "truncated model.pt": ([str(truncated), str(tmp_path / "o5")], "damaged"),
         "pickled module in model.pt": ([str(pickled), str(tmp_path / "o6")], "other than weights"),
         "earlier report {}": ([str(bundle), str(old_report)], "not a monai-topo report"),
+        "threads 0": ([str(bundle), str(tmp_path / "o8"), "--threads", "0"], "--threads"),
         "labels named like no image": ([str(bundle), str(tmp_path / "o7"), "--labels", str(no_labels)], "named like"),
     }
 
