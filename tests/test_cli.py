@@ -366,6 +366,22 @@ def test_two_processes_split_the_cases_and_write_each_output_once(bundle, tmp_pa
     assert set(os.listdir(out)) == {f"{n}_seg.nii.gz" for n in names} | reports  # no partial reports left
 
 
+def test_a_setup_error_of_rank_0_stops_every_process_with_its_message(bundle, inputs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "inference_report.json").write_text("{}")  # read by rank 0 only
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "monai_topo.cli", "infer", "--bundle", str(bundle), "--input", str(inputs), "--output", str(out),
+        "--device", "cpu", "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    assert done.returncode != 0
+    assert done.stderr.count("monai-topo infer: error:") == 2, done.stderr[-3000:]  # both ranks, not rank 0 alone
+    assert done.stderr.count("not a monai-topo report") == 2
+
+
 def _canvas(shapes, gap=3):
     """Shapes side by side along the last axis, label i + 1 for shape i."""
     height = max(s.shape[0] for s in shapes)
