@@ -170,3 +170,26 @@ def test_auto_roi_crops_large_volumes_only():
     assert record["roi"] is None
     with pytest.raises(ValueError, match="'auto' or None"):
         refine_with_topology(net, large[:, :32], prior=BLOB, roi_threshold="box")
+
+
+def test_ph_floor_scores_the_floored_map():
+    """With ``ph_floor``, the first Eq. 5 loss (the MSE term is 0 at the start) is λ·L_topo of max(p, floor),
+    computed here with gudhi's cubical complex and Eq. 3 (super-level filtration: gudhi on 1 − p)."""
+    gudhi = pytest.importorskip("gudhi")
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    image = torch.rand(1, 12, 12)
+    _, record = refine_with_topology(net, image, prior=(1, 0), iterations=1, stop_when_satisfied=False,
+                                     lambda_topo=1.0, ph_floor=0.3, connectivity="full")
+    with torch.no_grad():
+        p = torch.sigmoid(net(image[None]))[0, 0].clamp_min(0.3).numpy().astype(np.float64)
+    complex_ = gudhi.CubicalComplex(top_dimensional_cells=1 - p)  # pixels as top cells: "full"
+    complex_.compute_persistence()
+    expected = 0.0
+    for dim, want in ((0, 1), (1, 0)):
+        bars = complex_.persistence_intervals_in_dimension(dim)
+        lengths = sorted((min(d, 1.0) - b for b, d in bars), reverse=True)  # essential bars cut at p = 0
+        expected += sum(1 - x**2 for x in lengths[:want]) + sum(x**2 for x in lengths[want:])
+    assert record["loss"][0] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    with pytest.raises(ValueError, match="ph_floor=0.6 must be below threshold"):
+        refine_with_topology(net, image, prior=(1, 0), ph_floor=0.6)

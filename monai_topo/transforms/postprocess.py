@@ -27,6 +27,9 @@ AUTO_ROI_VOXELS = 64 * 128 * 128
 AUTO_ROI_FRACTION = 0.4
 """``roi_threshold="auto"`` takes this fraction of the binarisation threshold (0.2 for 0.5)."""
 
+AUTO_PH_FLOOR = 0.01
+"""``ph_floor="auto"``: the floor under the probability map of a large 3D item for ``L_topo``."""
+
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "sgd": torch.optim.SGD,
@@ -119,6 +122,7 @@ def refine_with_topology(
     roi_divisible: int = 16,
     refine_last: int | None = None,
     cache_frozen: bool = True,
+    ph_floor: float | str | None = "auto",
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Refine a copy of ``network`` on one item so its output takes the prior's topology (Eq. 5).
 
@@ -189,6 +193,14 @@ def refine_with_topology(
         first refined layer (:func:`~monai_topo.transforms.frozen_activations.cache_frozen_activations`),
         so each step costs the refined tail only. The output is the same as a full forward pass
         of the refined copy (to float rounding); False recomputes the whole network every step.
+    ph_floor : float, "auto" or None
+        Compute ``L_topo`` on ``max(p, ph_floor)``: the bars that lie wholly below the floor (the
+        background's noise, thousands of them in a large volume, each adding less than
+        ``ph_floor²`` to the loss) vanish and the others end at the floor at the latest, so the
+        PH costs a fraction (measured on a 96×240×256 prediction: 7.1 s → 1.7 s for PH and its
+        backward, loss 69.09 → 68.75). The Betti check at ``threshold`` is unaffected.
+        ``"auto"`` (default): 0.01 where ``roi_threshold="auto"`` would crop (3D items of at
+        least ``AUTO_ROI_VOXELS``), None (the exact loss) otherwise.
 
     Returns
     -------
@@ -220,11 +232,20 @@ def refine_with_topology(
     threshold = check_number(threshold, "threshold", 0, 1)
     if isinstance(optimizer, str):
         lr = check_number(lr, "lr", 0)
+    large = image.ndim == 4 and image[0].numel() >= AUTO_ROI_VOXELS
     if isinstance(roi_threshold, str):
         if roi_threshold != "auto":
             raise ValueError(f"roi_threshold must be a probability, 'auto' or None, got {roi_threshold!r}.")
-        large = image.ndim == 4 and image[0].numel() >= AUTO_ROI_VOXELS
         roi_threshold = AUTO_ROI_FRACTION * threshold if large else None
+    if isinstance(ph_floor, str):
+        if ph_floor != "auto":
+            raise ValueError(f"ph_floor must be a probability, 'auto' or None, got {ph_floor!r}.")
+        ph_floor = AUTO_PH_FLOOR if large else None
+    if ph_floor is not None:
+        ph_floor = check_number(ph_floor, "ph_floor", 0, 1)
+        if ph_floor >= threshold:
+            raise ValueError(f"ph_floor={ph_floor} must be below threshold={threshold}, or the prior loss cannot "
+                             "see the features it must remove.")
     if roi_threshold is not None:
         roi_threshold = check_number(roi_threshold, "roi_threshold", 0, 1)
         if roi_threshold >= threshold:
@@ -358,7 +379,8 @@ def refine_with_topology(
                 betti_after, satisfied = topology(assemble(probs.detach()))
             if step == iterations or (stop_when_satisfied and satisfied):
                 break
-            loss = ((probs - reference) ** 2).sum() / voxels + lambda_topo * topo_loss.score_probabilities(probs)
+            topo_input = probs if ph_floor is None else probs.clamp_min(ph_floor)
+            loss = ((probs - reference) ** 2).sum() / voxels + lambda_topo * topo_loss.score_probabilities(topo_input)
             optim.zero_grad()
             loss.backward()
             optim.step()
