@@ -26,10 +26,11 @@ pairings), and the pairings are:
   two merging components' eldest vertices;
 - the top dimension: union-find of the top cells and the outside along the (d-1)-cells in reverse
   order (Alexander duality), the union-find of ``C`` following each merge of ``P``;
-- dimension 1 of a volume: column reduction of the boundary matrix of the squares, for ``P``,
-  ``G``, ``C`` (rows and columns in the image's order) and for the two images (rows in ``P``'s or
-  ``G``'s order, columns in ``C``'s: Bauer & Schmahl's image persistence), squares that create a
-  cavity cleared first.
+- dimension 1 of a volume: the pairs of the boundary matrix of the squares for ``P``, ``G``, ``C``
+  (rows and columns in the image's order) and for the two images (rows in ``P``'s or ``G``'s order,
+  columns in ``C``'s: Bauer & Schmahl's image persistence), computed as those of its
+  anti-transpose (persistent cohomology, the coboundaries of the edges reduced), edges that merge
+  components in the rows' order cleared first.
 
 The essential component is left out, as in Betti-Matching-3D. Critical cells are reported as
 voxels: the first voxel, in C order, of the cell's voxels that has its value.
@@ -94,7 +95,7 @@ class Layout:
     edge_ends: np.ndarray  # (n, 2) vertex ids
     facets: np.ndarray  # (d-1)-cells
     facet_ends: np.ndarray  # (n, 2) top ids on either side, len(tops) beyond the grid
-    square_edges: np.ndarray  # (n, 4) positions in ``edges`` of each facet's edges (volumes only)
+    edge_squares: np.ndarray  # (n, 4) positions in ``facets`` of each edge's squares, -1: none (volumes)
 
 
 def _cells_in_tie_order(kshape: tuple[int, ...], dim: int, full: bool) -> np.ndarray:
@@ -135,17 +136,16 @@ def layout(kshape: tuple[int, ...], full: bool) -> Layout:
     below = np.where(position > 0, compact[np.clip(facets - step, 0, size - 1)], outside)
     above = np.where(position < np.asarray(kshape)[axis] - 1, compact[np.clip(facets + step, 0, size - 1)], outside)
     facet_ends = np.stack([below, above], 1).astype(np.int32)
-    square_edges = np.zeros((0, 4), np.int32)
-    if ndim == 3:
-        faces = []
+    edge_squares = np.zeros((0, 4), np.int32)
+    if ndim == 3:  # the squares around an edge: one step along either of the axes it does not span
+        cofaces = []
         for a in range(3):
-            spanned = facet_coords[a] % 2 == 1
+            unspanned = edge_coords[a] % 2 == 0
             for sign in (-1, 1):
-                faces.append(np.where(spanned, facets + sign * strides[a], -1))
-        faces = np.stack(faces, 1)
-        faces = np.sort(faces, 1)[:, 2:]  # the two unused axes gave -1
-        square_edges = compact[faces].astype(np.int32)
-    return Layout(tuple(kshape), vertices, tops, edges, edge_ends, facets, facet_ends, square_edges)
+                inside = unspanned & (0 <= edge_coords[a] + sign) & (edge_coords[a] + sign < kshape[a])
+                cofaces.append(np.where(inside, compact[np.clip(edges + sign * strides[a], 0, size - 1)], -1))
+        edge_squares = np.sort(np.stack(cofaces, 1), 1)[:, 2:].astype(np.int32)  # the spanned axis gave -1
+    return Layout(tuple(kshape), vertices, tops, edges, edge_ends, facets, facet_ends, edge_squares)
 
 
 @njit(cache=True, nogil=True)
@@ -182,13 +182,15 @@ def _younger_dual(values, a, b, outside):
 def bars_dim0(vertex_values, edge_values, edge_ends, order):
     """Positive-length bars of dimension 0 along the edges in ``order`` (elder rule).
 
-    Returns ``(births, deaths, bar_of_birth)``: vertex ids, edge positions, and the bar born at
-    each vertex (``-1``: none).
+    Returns ``(births, deaths, bar_of_birth, merged)``: vertex ids, edge positions, the bar born at
+    each vertex (``-1``: none) and the mask of the edges that merge (zero-length bars included:
+    they are never pivot rows of dimension 1, its clearing).
     """
     parent = np.arange(vertex_values.size, dtype=np.int32)
     bar_of_birth = np.full(vertex_values.size, -1, np.int64)
     births = np.empty(vertex_values.size, np.int64)
     deaths = np.empty(vertex_values.size, np.int64)
+    merged = np.zeros(order.size, np.bool_)
     n = 0
     components = vertex_values.size
     for e in order:
@@ -198,18 +200,20 @@ def bars_dim0(vertex_values, edge_values, edge_ends, order):
         if ru == rv:
             continue
         components -= 1
+        merged[e] = True
         young = _younger(vertex_values, ru, rv)
         parent[young] = rv if young == ru else ru
         if vertex_values[young] != edge_values[e]:
             births[n], deaths[n] = young, e
             bar_of_birth[young] = n
             n += 1
-    return births[:n], deaths[:n], bar_of_birth
+    return births[:n], deaths[:n], bar_of_birth, merged
 
 
 @njit(cache=True, nogil=True)
 def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, bar_g):
-    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in dimension 0.
+    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in dimension 0, and ``C``'s
+    merging edges (as :func:`bars_dim0`).
 
     The union-finds of ``P`` and ``G`` follow ``C``'s merges, so their roots are each ``C``-component's
     eldest vertex by ``P``'s (``G``'s) values: the image bar that ``C``'s edge kills is born at the
@@ -219,6 +223,7 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
     parent_p = np.arange(vertex_c.size, dtype=np.int32)
     parent_g = np.arange(vertex_c.size, dtype=np.int32)
     matches = np.empty((vertex_c.size, 2), np.int64)
+    merged = np.zeros(order_c.size, np.bool_)
     n = 0
     components = vertex_c.size
     for e in order_c:
@@ -229,6 +234,7 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
         if ru == rv:
             continue
         components -= 1
+        merged[e] = True
         young = _younger(vertex_c, ru, rv)
         parent_c[young] = rv if young == ru else ru
         pu, pv = _find(parent_p, u), _find(parent_p, v)
@@ -240,7 +246,7 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
         if vertex_c[young] != edge_c[e] and bar_p[young_p] >= 0 and bar_g[young_g] >= 0:
             matches[n, 0], matches[n, 1] = bar_p[young_p], bar_g[young_g]
             n += 1
-    return matches[:n]
+    return matches[:n], merged
 
 
 @njit(cache=True, nogil=True)
@@ -249,16 +255,13 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
 
     The facets in ``order`` (the image's own) are read backwards: union-find of the top cells and
     the outside, the outside eldest, and ``C``'s union-find (values ``top_c``) following each
-    merge. Returns ``(births, deaths, bar_of_c, created)``: facet positions, top ids, for each root
-    of ``C`` the bar whose death merged into it (``-1``: none), and the mask of the facets that
-    merge (they create a top-dimensional class, so their columns reduce to zero in the middle
-    dimension: its clearing).
+    merge. Returns ``(births, deaths, bar_of_c)``: facet positions, top ids, and for each root
+    of ``C`` the bar whose death merged into it (``-1``: none).
     """
     outside = top_values.size
     parent = np.arange(outside + 1, dtype=np.int32)
     parent_c = np.arange(outside + 1, dtype=np.int32)
     bar_of_c = np.full(outside + 1, -1, np.int64)
-    created = np.zeros(order.size, np.bool_)
     births = np.empty(outside, np.int64)
     deaths = np.empty(outside, np.int64)
     n = 0
@@ -274,7 +277,6 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
         components -= 1
         young = _younger_dual(top_values, ra, rb, outside)
         parent[young] = rb if young == ra else ra
-        created[f] = True
         ca, cb = _find(parent_c, a), _find(parent_c, b)
         young_c = _younger_dual(top_c, ca, cb, outside)
         parent_c[young_c] = cb if young_c == ca else ca
@@ -282,17 +284,15 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
             births[n], deaths[n] = f, young
             bar_of_c[young_c] = n
             n += 1
-    return births[:n], deaths[:n], bar_of_c, created
+    return births[:n], deaths[:n], bar_of_c
 
 
 @njit(cache=True, nogil=True)
 def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
-    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in the top dimension, and
-    ``C``'s creating facets (as :func:`bars_top`)."""
+    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in the top dimension."""
     outside = top_c.size
     parent = np.arange(outside + 1, dtype=np.int32)
     matches = np.empty((outside, 2), np.int64)
-    created = np.zeros(order_c.size, np.bool_)
     n = 0
     components = outside + 1
     for i in range(order_c.size - 1, -1, -1):
@@ -305,98 +305,139 @@ def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
         components -= 1
         young = _younger_dual(top_c, ra, rb, outside)
         parent[young] = rb if young == ra else ra
-        created[f] = True
         if facet_c[f] != top_c[young] and bar_p_of_c[young] >= 0 and bar_g_of_c[young] >= 0:
             matches[n, 0], matches[n, 1] = bar_p_of_c[young], bar_g_of_c[young]
             n += 1
-    return matches[:n], created
+    return matches[:n]
 
 
 # --- dimension 1 of a volume: column reduction --------------------------------------------------
 
 
 @njit(cache=True, nogil=True)
-def reduce_squares(row_rank, square_edges, column_order, cleared):
-    """Persistence pairs of the edges (rows) and squares (columns) of a volume.
+def reduce_edges(row_rank, column_rank, edge_squares, cleared):
+    """Persistence pairs of the edges (rows) and squares (columns) of a volume, by cohomology.
 
-    ``row_rank[e]``: the position of edge ``e`` in the rows' order; the squares are taken in
-    ``column_order``, skipping ``cleared`` ones. A column's pivot is its latest row. Returns
-    ``(edge positions, square positions)`` of the pairs. Reduced columns are kept as ascending
-    runs of ranks in one pool; a column is reduced by merging (symmetric difference) the stored
-    column that owns its pivot, written out by index: slices would cost reference counting.
+    The pairs of the boundary matrix with its rows in one order (``row_rank[e]``) and its columns in
+    another (``column_rank[s]``) are those of its anti-transpose, whose lower-left ranks are the
+    same (de Silva, Morozov & Vejdemo-Johansson, 2011): so the coboundaries of the edges are reduced,
+    latest row first, a column's pivot being its earliest square. Most columns are their own
+    reduced form (apparent and emergent pairs): a square owned by such a column points at its
+    edge, ``-2 - e``, and only the others are stored, as ascending runs of ranks in one pool.
+    ``cleared`` edges, those that merge components in the rows' order, are never pivot rows
+    (which rows are does not depend on the columns' order). Returns ``(edge positions, square
+    positions)`` of the pairs.
     """
     n_rows = row_rank.size
     edge_of_rank = np.empty(n_rows, np.int32)
     for e in range(n_rows):
         edge_of_rank[row_rank[e]] = e
-    owner = np.full(n_rows, -1, np.int32)  # rank of a pivot -> stored column
-    start = np.zeros(column_order.size + 1, np.int64)
-    pool = np.empty(4 * column_order.size + 16, np.int32)
+    square_of_rank = np.empty(column_rank.size, np.int32)
+    for s in range(column_rank.size):
+        square_of_rank[column_rank[s]] = s
+    owner = np.full(column_rank.size, -1, np.int64)  # square -> stored column, or -2 - edge
+    start = np.zeros(1024, np.int64)
+    pool = np.empty(4096, np.int32)
     n_stored = 0
-    pair_edges = np.empty(column_order.size, np.int64)
-    pair_squares = np.empty(column_order.size, np.int64)
+    pair_edges = np.empty(n_rows, np.int64)
+    pair_squares = np.empty(n_rows, np.int64)
     n_pairs = 0
     work = np.empty(64, np.int32)
     spare = np.empty(64, np.int32)
-    for s in column_order:
-        if cleared[s]:
+    coface = np.empty(edge_squares.shape[1], np.int32)
+    for r in range(n_rows - 1, -1, -1):
+        e = edge_of_rank[r]
+        if cleared[e]:
             continue
-        for i in range(4):  # insertion sort of the four edges' ranks
-            r = row_rank[square_edges[s, i]]
-            j = i
-            while j > 0 and work[j - 1] > r:
-                work[j] = work[j - 1]
-                j -= 1
-            work[j] = r
-        length = 4
+        length = _coboundary_ranks(edge_squares, column_rank, e, work)
+        reduced = False
         while length > 0:
-            j = owner[work[length - 1]]
-            if j < 0:
+            j = owner[square_of_rank[work[0]]]
+            if j == -1:
                 break
-            lo, hi = start[j], start[j + 1]
+            if j < -1:  # owned by an unreduced coboundary
+                other, lo, hi = coface, 0, _coboundary_ranks(edge_squares, column_rank, -2 - j, coface)
+            else:
+                other, lo, hi = pool, start[j], start[j + 1]
             if spare.size < length + hi - lo:
                 spare = np.empty(2 * (length + hi - lo), np.int32)
-            a = 0
-            b = lo
-            n = 0
-            while a < length and b < hi:
-                if work[a] < pool[b]:
-                    spare[n] = work[a]
-                    a += 1
-                    n += 1
-                elif work[a] > pool[b]:
-                    spare[n] = pool[b]
-                    b += 1
-                    n += 1
-                else:
-                    a += 1
-                    b += 1
-            while a < length:
-                spare[n] = work[a]
-                a += 1
-                n += 1
-            while b < hi:
-                spare[n] = pool[b]
-                b += 1
-                n += 1
-            length = n
+            length = _symmetric_difference(work, length, other, lo, hi, spare)
             work, spare = spare, work
+            reduced = True
         if length == 0:
             continue
-        pivot = work[length - 1]
-        owner[pivot] = n_stored
-        used = start[n_stored]
-        if used + length > pool.size:
-            grown = np.empty(2 * (used + length), np.int32)
-            grown[:used] = pool[:used]
-            pool = grown
-        for i in range(length):
-            pool[used + i] = work[i]
-        n_stored += 1
-        start[n_stored] = used + length
-        pair_edges[n_pairs], pair_squares[n_pairs] = edge_of_rank[pivot], s
+        square = square_of_rank[work[0]]
+        if reduced:
+            owner[square] = n_stored
+            used = start[n_stored]
+            if used + length > pool.size:
+                pool = _grown32(pool, used, 2 * (used + length))
+            pool[used:used + length] = work[:length]
+            n_stored += 1
+            if n_stored + 1 > start.size:
+                bigger = np.zeros(2 * start.size, np.int64)
+                bigger[:start.size] = start
+                start = bigger
+            start[n_stored] = used + length
+        else:
+            owner[square] = -2 - e
+        pair_edges[n_pairs], pair_squares[n_pairs] = e, square
         n_pairs += 1
     return pair_edges[:n_pairs], pair_squares[:n_pairs]
+
+
+@njit(cache=True, nogil=True)
+def _coboundary_ranks(edge_squares, column_rank, e, out):
+    """The column ranks of the squares around edge ``e``, ascending, in ``out``; returns how many."""
+    length = 0
+    for i in range(edge_squares.shape[1]):
+        s = edge_squares[e, i]
+        if s < 0:
+            continue
+        r = column_rank[s]
+        j = length
+        while j > 0 and out[j - 1] > r:
+            out[j] = out[j - 1]
+            j -= 1
+        out[j] = r
+        length += 1
+    return length
+
+
+@njit(cache=True, nogil=True)
+def _symmetric_difference(a, length, b, lo, hi, out):
+    """Merge of the ascending runs ``a[:length]`` and ``b[lo:hi]`` into ``out``, equal entries
+    cancelling (Z/2 addition); returns the length. Written out by index: slices would cost
+    reference counting."""
+    i, j, n = 0, lo, 0
+    while i < length and j < hi:
+        if a[i] < b[j]:
+            out[n] = a[i]
+            i += 1
+            n += 1
+        elif a[i] > b[j]:
+            out[n] = b[j]
+            j += 1
+            n += 1
+        else:
+            i += 1
+            j += 1
+    while i < length:
+        out[n] = a[i]
+        i += 1
+        n += 1
+    while j < hi:
+        out[n] = b[j]
+        j += 1
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _grown32(buffer, used, size):
+    grown = np.empty(size, np.int32)
+    grown[:used] = buffer[:used]
+    return grown
 
 
 # --- one pair of images ------------------------------------------------------------------------
@@ -473,9 +514,10 @@ def _sorted_side(sides: _Sides, i: int) -> dict:
     if sides.volume:
         side["facet"] = v[cells.facets]
         side["facet_order"] = descending_order(side["facet"], no_ties)
-        rank = np.empty(side["edge_order"].size, np.int32)
-        rank[side["edge_order"]] = np.arange(rank.size, dtype=np.int32)
-        side["edge_rank"] = rank
+        for cells_of, order in (("edge", side["edge_order"]), ("facet", side["facet_order"])):
+            rank = np.empty(order.size, np.int32)
+            rank[order] = np.arange(order.size, dtype=np.int32)
+            side[cells_of + "_rank"] = rank
     else:
         side["facet"], side["facet_order"] = side["edge"], side["edge_order"]
     return side
@@ -487,20 +529,20 @@ def _own_bars(sides: _Sides, side: dict, top_c: np.ndarray, middle: bool) -> dic
     side["dim0"] = bars_dim0(side["vertex"], side["edge"], cells.edge_ends, side["edge_order"])
     side["top_bars"] = bars_top(side["top"], side["facet"], top_c, cells.facet_ends, side["facet_order"])
     if middle:
-        births, deaths = reduce_squares(side["edge_rank"], cells.square_edges, side["facet_order"], side["top_bars"][3])
+        births, deaths = reduce_edges(side["edge_rank"], side["facet_rank"], cells.edge_squares, side["dim0"][3])
         keep = side["edge"][births] != side["facet"][deaths]
         side["middle"] = births[keep], deaths[keep]
     return side
 
 
-def _middle_matches(sides: _Sides, p: dict, g: dict, c: dict, created_c: np.ndarray, run) -> np.ndarray:
+def _middle_matches(sides: _Sides, p: dict, g: dict, c: dict, merged_c: np.ndarray, run) -> np.ndarray:
     """Matched bars of dimension 1 of a volume: an image bar is matched to the bar of ``P`` born at
     the same edge, and to the bar of ``C`` that dies at the same square."""
     cells = sides.cells
-    jobs = [(p["edge_rank"], cells.square_edges, c["facet_order"], created_c),
-            (g["edge_rank"], cells.square_edges, c["facet_order"], created_c),
-            (c["edge_rank"], cells.square_edges, c["facet_order"], created_c)]
-    image_p, image_g, own_c = run(reduce_squares, jobs)
+    jobs = [(p["edge_rank"], c["facet_rank"], cells.edge_squares, p["dim0"][3]),
+            (g["edge_rank"], c["facet_rank"], cells.edge_squares, g["dim0"][3]),
+            (c["edge_rank"], c["facet_rank"], cells.edge_squares, merged_c)]
+    image_p, image_g, own_c = run(reduce_edges, jobs)
     births_c, deaths_c = own_c
     deaths_c = deaths_c[c["edge"][births_c] != c["facet"][deaths_c]]
     matched = []
@@ -567,15 +609,15 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
     run = _sequential if pool is None else (lambda f, jobs: [job.result() for job in [pool.submit(f, *j) for j in jobs]])
     p, g, c = run(_sorted_side, [(sides, i) for i in range(3)])
     p, g = run(_own_bars, [(sides, p, c["top"], middle), (sides, g, c["top"], middle)])
-    (bp, dp, bar_p), (bg, dg, bar_g) = p["dim0"], g["dim0"]
-    matches = match_dim0(c["vertex"], c["edge"], cells.edge_ends, c["edge_order"], p["vertex"], g["vertex"], bar_p, bar_g)
+    (bp, dp, bar_p, _), (bg, dg, bar_g, _) = p["dim0"], g["dim0"]
+    matches, merged_c = match_dim0(c["vertex"], c["edge"], cells.edge_ends, c["edge_order"], p["vertex"], g["vertex"], bar_p, bar_g)
     per_dim = [(cells.vertices[bp], cells.edges[dp], cells.vertices[bg], cells.edges[dg], matches)]
-    (bp, dp, p_of_c, _), (bg, dg, g_of_c, _) = p["top_bars"], g["top_bars"]
-    top_matches, created_c = match_top(c["top"], c["facet"], cells.facet_ends, c["facet_order"], p_of_c, g_of_c)
+    (bp, dp, p_of_c), (bg, dg, g_of_c) = p["top_bars"], g["top_bars"]
+    top_matches = match_top(c["top"], c["facet"], cells.facet_ends, c["facet_order"], p_of_c, g_of_c)
     if middle:
         (bp1, dp1), (bg1, dg1) = p["middle"], g["middle"]
         per_dim.append((cells.edges[bp1], cells.facets[dp1], cells.edges[bg1], cells.facets[dg1],
-                        _middle_matches(sides, p, g, c, created_c, run)))
+                        _middle_matches(sides, p, g, c, merged_c, run)))
     if maxdim >= ndim - 1:
         per_dim.append((cells.facets[bp], cells.tops[dp], cells.facets[bg], cells.tops[dg], top_matches))
     per_dim = per_dim[:maxdim + 1]
