@@ -428,16 +428,16 @@ def _symmetric_difference(a, length, b, lo, hi, out):
 
 
 @njit(cache=True, nogil=True)
-def incidence_table(cells, neighbours, rank, flip, cleared):
-    """A :func:`reduce_table` table: column ``k`` holds ``rank`` of the neighbours of ``cells[k]``
-    (``neighbours[c]``, ``-1``: none), reversed (``len(rank) - 1 - rank``) with ``flip``; ``cleared``
-    cells get empty columns."""
-    n, width = cells.size, neighbours.shape[1]
+def incidence_table(column_of, neighbours, rank, flip, cleared):
+    """A :func:`reduce_table` table: cell ``c`` is column ``column_of[c]`` and holds ``rank`` of its
+    neighbours (``neighbours[c]``, ``-1``: none), reversed (``len(rank) - 1 - rank``) with ``flip``;
+    ``cleared`` cells get empty columns. Cells are read in memory order, where their neighbours'
+    ranks lie close by: only the writes of the columns are scattered."""
+    n, width = column_of.size, neighbours.shape[1]
     last = rank.size - 1
     table = np.full((n, width), -1, np.int32)
     ranks = np.empty(width, np.int32)
-    for k in range(n):
-        c = cells[k]
+    for c in range(n):
         if cleared[c]:
             continue
         length = 0
@@ -451,28 +451,30 @@ def incidence_table(cells, neighbours, rank, flip, cleared):
                 j -= 1
             ranks[j] = r
             length += 1
-        table[k, width - length:] = ranks[:length]
+        k = column_of[c]
+        for i in range(length):
+            table[k, width - length + i] = ranks[i]
     return table
 
 
-def pairs_by_cohomology(row_order, column_order, column_rank, edge_squares, cleared):
+def pairs_by_cohomology(row_order, row_rank, column_order, column_rank, edge_squares, cleared):
     """Pairs ``(edge positions, square positions)`` of the boundary matrix of a volume's squares,
-    rows in ``row_order`` and columns in ``column_order`` (``column_rank`` its inverse).
+    rows in ``row_order`` and columns in ``column_order`` (``*_rank``: their inverses).
 
     They are those of its anti-transpose, whose lower-left ranks are the same (de Silva, Morozov
     & Vejdemo-Johansson, 2011): the coboundaries of the edges from the latest, with the squares
     from the latest (row ``0``). ``cleared`` edges, those that merge components in the rows'
     order, are never pivot rows (which rows are does not depend on the columns' order).
     """
-    table = incidence_table(row_order[::-1], edge_squares, column_rank, True, cleared)
-    columns, pivots = reduce_table(table)
+    column_of = row_order.size - 1 - row_rank
+    columns, pivots = reduce_table(incidence_table(column_of, edge_squares, column_rank, True, cleared))
     return row_order[row_order.size - 1 - columns], column_order[column_order.size - 1 - pivots]
 
 
-def pairs_by_homology(row_order, row_rank, column_order, square_edges, cleared):
+def pairs_by_homology(row_order, row_rank, column_order, column_rank, square_edges, cleared):
     """The pairs of :func:`pairs_by_cohomology` by reducing the boundaries of the squares;
     ``cleared`` squares, those that create a cavity in the columns' order, reduce to zero."""
-    columns, pivots = reduce_table(incidence_table(column_order, square_edges, row_rank, False, cleared))
+    columns, pivots = reduce_table(incidence_table(column_rank, square_edges, row_rank, False, cleared))
     return row_order[pivots], column_order[columns]
 
 
@@ -581,10 +583,10 @@ def middle_pairs(cells: Layout, rows: dict, columns: dict) -> tuple[np.ndarray, 
     (two values), whose long plateaus make cohomology need about ten times more column additions
     (measured on a 64x128x128 noisy prediction against its mask)."""
     if rows["mask"]:
-        return pairs_by_homology(rows["edge_order"], rows["edge_rank"], columns["facet_order"], cells.square_edges,
-                                 columns["created"])
-    return pairs_by_cohomology(rows["edge_order"], columns["facet_order"], columns["facet_rank"], cells.edge_squares,
-                               rows["merged"])
+        pairs, neighbours, cleared = pairs_by_homology, cells.square_edges, columns["created"]
+    else:
+        pairs, neighbours, cleared = pairs_by_cohomology, cells.edge_squares, rows["merged"]
+    return pairs(rows["edge_order"], rows["edge_rank"], columns["facet_order"], columns["facet_rank"], neighbours, cleared)
 
 
 def _middle_matches(sides: _Sides, p: dict, g: dict, c: dict, run) -> np.ndarray:
