@@ -99,59 +99,94 @@ class Layout:
     square_edges: np.ndarray  # (n, 4) positions in ``edges`` of each square's edges (volumes)
 
 
-def _cells_in_tie_order(kshape: tuple[int, ...], dim: int, full: bool) -> np.ndarray:
-    coords = np.indices(kshape).reshape(len(kshape), -1)
-    odd = coords % 2
-    flat = np.flatnonzero(odd.sum(0) == dim)
-    if full:
-        return flat
-    odd = odd[:, flat]
-    # the type: the spanned axis of an edge, the normal axis of a (d-1)-cell (0 for the others)
-    kind = np.argmax(odd, 0) if dim == 1 else (np.argmin(odd, 0) if dim == len(kshape) - 1 else 0)
-    corner = np.ravel_multi_index(tuple(coords[:, flat] // 2), tuple((n + 1) // 2 for n in kshape))
-    return flat[np.argsort(corner * 3 + kind, kind="stable")]
+@njit(cache=True, nogil=True)
+def _cells_in_tie_order(kshape, first_axis, dim, full):
+    """Flat indices of the cells of dimension ``dim`` in tie order (see :class:`Layout`).
+
+    ``kshape`` is a 3-tuple whose axes before ``first_axis`` are padding (size 1).
+    """
+    kz, ky, kx = kshape
+    ndim = 3 - first_axis
+    out = np.empty(kz * ky * kx, np.int64)
+    n = 0
+    if full:  # the flat index: memory order
+        for z in range(kz):
+            for y in range(ky):
+                for x in range(kx):
+                    if (z & 1) + (y & 1) + (x & 1) == dim:
+                        out[n] = (z * ky + y) * kx + x
+                        n += 1
+        return out[:n]
+    # by lower corner voxel, then type: the spanned axis of an edge, the normal axis of a (d-1)-cell
+    kinds = ndim if dim == 1 or dim == ndim - 1 else 1
+    for z in range(0, kz, 2):
+        for y in range(0, ky, 2):
+            for x in range(0, kx, 2):
+                corner = (z, y, x)
+                for kind in range(kinds):
+                    cell = 0
+                    inside = True
+                    for a in range(3):
+                        local = a - first_axis
+                        if dim == 0 or local < 0:
+                            spans = False
+                        elif dim == ndim:
+                            spans = True
+                        elif dim == 1:
+                            spans = local == kind
+                        else:
+                            spans = local != kind
+                        coordinate = corner[a] + 1 if spans else corner[a]
+                        inside = inside and coordinate < kshape[a]
+                        cell = cell * kshape[a] + coordinate
+                    if inside:
+                        out[n] = cell
+                        n += 1
+    return out[:n]
 
 
-@functools.lru_cache(maxsize=16)
+@njit(cache=True, nogil=True)
+def _adjacent(cells, kshape, first_axis, compact, faces, fill):
+    """Compact ids of the cells one step away along each axis that a cell spans (``faces``) or
+    does not span (cofaces), ``fill`` beyond the grid: ``(n, 2 * number of such axes)``, the lower
+    step first."""
+    strides = (kshape[1] * kshape[2], kshape[2], 1)
+    width = 0
+    c0 = cells[0]
+    for a in range(first_axis, 3):
+        if ((c0 // strides[a]) % kshape[a] & 1 == 1) == faces:
+            width += 2
+    out = np.empty((cells.size, width), np.int32)
+    for i in range(cells.size):
+        c = cells[i]
+        j = 0
+        for a in range(first_axis, 3):
+            coordinate = (c // strides[a]) % kshape[a]
+            if (coordinate & 1 == 1) != faces:
+                continue
+            for sign in (-1, 1):
+                inside = 0 <= coordinate + sign < kshape[a]
+                out[i, j] = compact[c + sign * strides[a]] if inside else fill
+                j += 1
+    return out
+
+
+@functools.lru_cache(maxsize=4)
 def layout(kshape: tuple[int, ...], full: bool) -> Layout:
     """The :class:`Layout` of a Khalimsky grid ``kshape`` (cached: a batch shares one)."""
     ndim = len(kshape)
-    size = int(np.prod(kshape))
-    strides = [int(np.prod(kshape[a + 1:])) for a in range(ndim)]
-    vertices = _cells_in_tie_order(kshape, 0, full)
-    tops = _cells_in_tie_order(kshape, ndim, full)
-    edges = _cells_in_tie_order(kshape, 1, full)
-    facets = edges if ndim == 2 else _cells_in_tie_order(kshape, ndim - 1, full)
-    compact = np.full(size, -1, np.int64)
+    k3 = (1,) * (3 - ndim) + tuple(kshape)
+    first = 3 - ndim
+    vertices, tops, edges = (_cells_in_tie_order(k3, first, dim, full) for dim in (0, ndim, 1))
+    facets = edges if ndim == 2 else _cells_in_tie_order(k3, first, ndim - 1, full)
+    compact = np.full(int(np.prod(kshape)), -1, np.int64)
     for cells in (vertices, tops, edges, facets):
         compact[cells] = np.arange(cells.size)
-    edge_coords = np.stack(np.unravel_index(edges, kshape))
-    axis = np.argmax(edge_coords % 2, 0)
-    step = np.asarray(strides)[axis]
-    edge_ends = np.stack([compact[edges - step], compact[edges + step]], 1).astype(np.int32)
-    facet_coords = np.stack(np.unravel_index(facets, kshape))
-    axis = np.argmin(facet_coords % 2, 0)
-    step = np.asarray(strides)[axis]
-    position = facet_coords[axis, np.arange(facets.size)]
-    outside = tops.size
-    below = np.where(position > 0, compact[np.clip(facets - step, 0, size - 1)], outside)
-    above = np.where(position < np.asarray(kshape)[axis] - 1, compact[np.clip(facets + step, 0, size - 1)], outside)
-    facet_ends = np.stack([below, above], 1).astype(np.int32)
-    edge_squares = square_edges = np.zeros((0, 4), np.int32)
-    if ndim == 3:
-        faces = []  # the edges of a square: one step along either of the axes it spans
-        for a in range(3):
-            spanned = facet_coords[a] % 2 == 1
-            for sign in (-1, 1):
-                faces.append(np.where(spanned, facets + sign * strides[a], -1))
-        square_edges = compact[np.sort(np.stack(faces, 1), 1)[:, 2:]].astype(np.int32)  # the unspanned axis gave -1  # the squares around an edge: one step along either of the axes it does not span
-        cofaces = []
-        for a in range(3):
-            unspanned = edge_coords[a] % 2 == 0
-            for sign in (-1, 1):
-                inside = unspanned & (0 <= edge_coords[a] + sign) & (edge_coords[a] + sign < kshape[a])
-                cofaces.append(np.where(inside, compact[np.clip(edges + sign * strides[a], 0, size - 1)], -1))
-        edge_squares = np.sort(np.stack(cofaces, 1), 1)[:, 2:].astype(np.int32)  # the spanned axis gave -1
+    edge_ends = _adjacent(edges, k3, first, compact, True, -1)
+    facet_ends = _adjacent(facets, k3, first, compact, False, tops.size)  # beyond the grid: the outside
+    none = np.zeros((0, 4), np.int32)
+    edge_squares = _adjacent(edges, k3, first, compact, False, -1) if ndim == 3 else none
+    square_edges = _adjacent(facets, k3, first, compact, True, -1) if ndim == 3 else none
     return Layout(tuple(kshape), vertices, tops, edges, edge_ends, facets, facet_ends, edge_squares, square_edges)
 
 
