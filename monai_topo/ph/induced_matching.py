@@ -56,26 +56,46 @@ def khalimsky_values(x: np.ndarray, full: bool) -> np.ndarray:
     """Values of every cell of the cubical complex of ``x`` (2D or 3D), on the Khalimsky grid.
 
     V-construction (``full=False``): grid ``2n - 1`` per axis, a cell's value is the minimum over
-    its voxels; T-construction: grid ``2n + 1``, the maximum over the voxels around it. Both are
-    separable, so they are built axis by axis.
+    its voxels; T-construction: grid ``2n + 1``, the maximum over the voxels around it.
     """
-    k = x
-    for axis in range(x.ndim):
-        n = k.shape[axis]
-        shape = list(k.shape)
-        shape[axis] = 2 * n + 1 if full else 2 * n - 1
-        grid = np.empty(shape, x.dtype)
-        lead = (slice(None),) * axis
-        if full:
-            grid[lead + (slice(1, None, 2),)] = k
-            padded = np.concatenate([k.take([0], axis), k, k.take([-1], axis)], axis)
-            grid[lead + (slice(0, None, 2),)] = np.maximum(padded.take(np.arange(n + 1), axis),
-                                                           padded.take(np.arange(1, n + 2), axis))
-        else:
-            grid[lead + (slice(0, None, 2),)] = k
-            grid[lead + (slice(1, None, 2),)] = np.minimum(k.take(np.arange(n - 1), axis), k.take(np.arange(1, n), axis))
-        k = grid
-    return k
+    x3 = x.reshape((1,) * (3 - x.ndim) + x.shape)
+    kshape = tuple(2 * n + 1 if full else 2 * n - 1 for n in x.shape)
+    return _khalimsky(x3, full, x.ndim == 2).reshape(kshape)
+
+
+@njit(cache=True, nogil=True)
+def _voxel_span(n, full):
+    """Per Khalimsky coordinate of an axis of ``n`` voxels, the first and last voxel of its cells."""
+    k = 2 * n + 1 if full else 2 * n - 1
+    first = np.empty(k, np.int64)
+    last = np.empty(k, np.int64)
+    for c in range(k):
+        if full:  # odd: the voxel (c - 1) / 2; even: those on either side, inside the image
+            first[c] = (c - 1) // 2 if c & 1 else max(c // 2 - 1, 0)
+            last[c] = (c - 1) // 2 if c & 1 else min(c // 2, n - 1)
+        else:  # even: the voxel c / 2; odd: (c - 1) / 2 and (c + 1) / 2
+            first[c] = c // 2
+            last[c] = (c + 1) // 2
+    return first, last
+
+
+@njit(cache=True, nogil=True)
+def _khalimsky(x, full, flat):
+    nz, ny, nx = x.shape
+    (fz, lz), (fy, ly), (fx, lx) = _voxel_span(nz, full), _voxel_span(ny, full), _voxel_span(nx, full)
+    if flat:  # a 2D image: no Khalimsky axis along the padding
+        fz, lz = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    out = np.empty((fz.size, fy.size, fx.size), x.dtype)
+    for cz in range(fz.size):
+        for cy in range(fy.size):
+            for cx in range(fx.size):
+                value = x[fz[cz], fy[cy], fx[cx]]
+                for z in range(fz[cz], lz[cz] + 1):
+                    for y in range(fy[cy], ly[cy] + 1):
+                        for v in range(fx[cx], lx[cx] + 1):
+                            value = max(value, x[z, y, v]) if full else min(value, x[z, y, v])
+                out[cz, cy, cx] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -378,7 +398,7 @@ def reduce_table(table):
     n_rows = 0
     for k in range(n_columns):
         n_rows = max(n_rows, table[k, width - 1] + 1)
-    owner = np.full(n_rows, -1, np.int64)  # pivot row -> stored column, or -2 - unreduced column
+    owner = np.full(n_rows, -1, np.int32)  # pivot row -> stored column, or -2 - unreduced column
     start = np.zeros(1024, np.int64)
     pool = np.empty(4096, np.int32)
     n_stored = 0
