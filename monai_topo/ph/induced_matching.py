@@ -47,8 +47,6 @@ from numba import njit
 
 from monai_topo.ph.unionfind import descending_order
 
-
-
 # --- the Khalimsky grid -------------------------------------------------------------------------
 
 
