@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from monai_topo.ph.unionfind import descending_order
+from monai_topo.ph.unionfind import descending_order, insert_sorted
 
 # --- the Khalimsky grid -------------------------------------------------------------------------
 
@@ -494,16 +494,10 @@ def incidence_table(column_of, neighbours, rank, flip, cleared):
         if cleared[c]:
             continue
         length = 0
-        for i in range(width):  # insertion sort
-            if neighbours[c, i] < 0:
-                continue
-            r = last - rank[neighbours[c, i]] if flip else rank[neighbours[c, i]]
-            j = length
-            while j > 0 and ranks[j - 1] > r:
-                ranks[j] = ranks[j - 1]
-                j -= 1
-            ranks[j] = r
-            length += 1
+        for i in range(width):
+            if neighbours[c, i] >= 0:
+                r = last - rank[neighbours[c, i]] if flip else rank[neighbours[c, i]]
+                length = insert_sorted(ranks, length, r)
         k = column_of[c]
         for i in range(length):
             table[k, width - length + i] = ranks[i]

@@ -381,6 +381,18 @@ def _grown(buffer, needed):
 
 
 @njit(cache=True, nogil=True)
+def insert_sorted(buffer, count, value):
+    """Insert ``value`` into the ascending run ``buffer[:count]`` (room for one more is the
+    caller's business); returns ``count + 1``."""
+    j = count
+    while j > 0 and buffer[j - 1] > value:
+        buffer[j] = buffer[j - 1]
+        j -= 1
+    buffer[j] = value
+    return count + 1
+
+
+@njit(cache=True, nogil=True)
 def _append(buffer, count, value):
     """Write ``value`` at ``count``, growing ``buffer`` when full; returns the buffer.
 
@@ -659,13 +671,8 @@ def _coboundary(position, low, axis, strides, span, out):
                         second = value
             if latest == NEVER:
                 continue
-            key = _square_key(latest, second, position.size, span, (3 - axis - other) * 4 + corner)
-            j = count
-            while j > 0 and out[j - 1] > key:
-                out[j] = out[j - 1]
-                j -= 1
-            out[j] = key
-            count += 1
+            count = insert_sorted(out, count, _square_key(latest, second, position.size, span,
+                                                          (3 - axis - other) * 4 + corner))
     return count
 
 
