@@ -102,8 +102,8 @@ def test_shipped_weights_segment_one_ring_on_a_real_slice(shared_data):
     config.read_config(str(BUNDLE / "configs" / "inference.json"))
     config["bundle_root"] = str(BUNDLE)
     config["device"] = "$torch.device('cpu')"
+    network = config.get_parsed_content("network")  # the instance the preprocessing's LocalisedCropd runs
     preprocessing, inferer = config.get_parsed_content("preprocessing"), config.get_parsed_content("inferer")
-    network = config.get_parsed_content("network_def")
     network.load_state_dict(torch.load(config.get_parsed_content("ckpt_path"), map_location="cpu"))
     network.eval()
     root = shared_data / "sunnybrook_myo"
