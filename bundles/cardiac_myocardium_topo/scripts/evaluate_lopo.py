@@ -13,8 +13,8 @@ then score every labelled slice of each patient with the weights of the fold tha
 Each slice goes through the bundle's own ``preprocessing`` (resampling, intensity scaling, and the crop around the
 heart that the fold's network finds in the whole slice), ``window_inferer`` and ``refine_args`` (inference.json;
 what its ``inferer`` does on a 2D item); the inference time per slice includes the preprocessing;
-the prediction is resampled back to the slice's grid (``Invertd``) and scored there against the original mask
-at threshold 0.5: Dice, whether it is one ring (Betti numbers equal to ``prior``), and the Betti error
+the prediction is thresholded at 0.5 and resampled back to the slice's grid (``Invertd``, nearest neighbour), as
+inference.json's ``postprocessing`` does, and scored there against the original mask: Dice, whether it is one ring (Betti numbers equal to ``prior``), and the Betti error
 Σ_k |β_k(pred) − β_k(label)| (full connectivity), without and with the Eq. 5 refinement.
 """
 
@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--output", default="lopo.json")
     parser.add_argument("--no_refine", action="store_true", help="skip Eq. 5")
     parser.add_argument("--patients", nargs="*", help="score only these patients (e.g. one process per fold)")
+    parser.add_argument("--refine_args", type=json.loads, default={},
+                        help='JSON overriding the bundle\'s refine_args, e.g. \'{"lr": 0.001}\' (default: the bundle\'s)')
     parser.add_argument("--combine", nargs="*", help="summarise the slices of these outputs instead of scoring")
     args = parser.parse_args()
     if args.combine:
@@ -73,9 +75,10 @@ def main() -> None:
     # the preprocessing's LocalisedCropd finds the heart with this same instance: each fold's weights go into it
     network = config.get_parsed_content("network")
     preprocessing, inferer = config.get_parsed_content("preprocessing"), config.get_parsed_content("window_inferer")
-    prior, refine_args = config.get_parsed_content("prior"), dict(config.get_parsed_content("refine_args"))
+    prior, refine_args = config.get_parsed_content("prior"), dict(config.get_parsed_content("refine_args"), **args.refine_args)
     threshold = refine_args["threshold"]
-    invert = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False)
+    # as inference.json's postprocessing: threshold on the network's grid, then back to the slice's (nearest)
+    invert = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=True)
     load = LoadImage(image_only=True, ensure_channel_first=True)
 
     items = sunnybrook_datalist(args.dataset_dir, prior=prior, label_betti=prior)["training"]
@@ -93,8 +96,8 @@ def main() -> None:
             seconds = time.perf_counter() - start
 
             def on_grid(p: torch.Tensor) -> np.ndarray:
-                pred = MetaTensor(p.as_subclass(torch.Tensor), meta=data["image"].meta)
-                return invert(dict(data, pred=pred))["pred"][0].numpy() >= threshold
+                pred = MetaTensor((p.as_subclass(torch.Tensor) >= threshold).float(), meta=data["image"].meta)
+                return invert(dict(data, pred=pred))["pred"][0].numpy() > 0.5
 
             row = {"patient": patient, "image": Path(item["image"]).name, "seconds": seconds,
                    "plain": score(on_grid(probs), label, prior)}
