@@ -184,7 +184,7 @@ class LocalisedCropd(CropForegroundd):
     ----------
     keys : str or sequence of str
         Keys to crop (e.g. ``"image"``, or ``["image", "label"]``).
-    network, roi_size, inferer, sigmoid, channel, threshold, merge_radius, centre_sigma
+    network, roi_size
         As in :class:`LocalisedCrop`.
     source_key : str
         Key of the image the network localises the organ on.
@@ -192,6 +192,9 @@ class LocalisedCropd(CropForegroundd):
         Padding mode per key of a box past the border.
     start_coord_key, end_coord_key : str, optional
         Keys where the box is recorded (None: not recorded).
+    localise_args
+        ``inferer``, ``sigmoid``, ``channel``, ``threshold``, ``merge_radius``, ``centre_sigma`` of
+        :class:`LocalisedCrop`.
 
     Examples
     --------
@@ -214,19 +217,13 @@ class LocalisedCropd(CropForegroundd):
         network: torch.nn.Module,
         roi_size: Sequence[int],
         source_key: str = "image",
-        inferer: Callable | None = None,
-        sigmoid: bool = True,
-        channel: int = 0,
-        threshold: float = 0.5,
-        merge_radius: int = 8,
-        centre_sigma: float | None = None,
         mode="constant",
         start_coord_key: str | None = "foreground_start_coord",
         end_coord_key: str | None = "foreground_end_coord",
         allow_missing_keys: bool = False,
         lazy: bool = False,
+        **localise_args,
     ) -> None:
         super().__init__(keys, source_key=source_key, mode=mode, start_coord_key=start_coord_key,
                          end_coord_key=end_coord_key, allow_missing_keys=allow_missing_keys, lazy=lazy)
-        self.cropper = LocalisedCrop(network, roi_size, inferer=inferer, sigmoid=sigmoid, channel=channel,
-                                     threshold=threshold, merge_radius=merge_radius, centre_sigma=centre_sigma, lazy=lazy)
+        self.cropper = LocalisedCrop(network, roi_size, lazy=lazy, **localise_args)

@@ -95,7 +95,7 @@ def main() -> None:
                 probs = torch.sigmoid(inferer(data["image"][None], network))[0]
             seconds = time.perf_counter() - start
 
-            def on_grid(p: torch.Tensor) -> np.ndarray:
+            def on_grid(p: torch.Tensor, data: dict = data) -> np.ndarray:
                 pred = MetaTensor((p.as_subclass(torch.Tensor) >= threshold).float(), meta=data["image"].meta)
                 return invert(dict(data, pred=pred))["pred"][0].numpy() > 0.5
 
