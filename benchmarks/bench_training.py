@@ -27,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -45,8 +44,6 @@ from bench_ph import machine, median_time, peak_memory_mb, probability_maps  # n
 
 from monai_topo.data import myocardium_phantom, placenta_phantom  # noqa: E402
 from monai_topo.losses import BettiMatchingLoss, PersistenceMatchingLoss, TopologicalPriorLoss  # noqa: E402
-from monai_topo.ph import betti_numbers  # noqa: E402
-from monai_topo import threads as threads_module  # noqa: E402
 from monai_topo.threads import configure_threads  # noqa: E402
 from monai_topo.transforms import refine_with_topology  # noqa: E402
 
@@ -294,31 +291,6 @@ def training_step_3d_rows(size: dict, repeats: int) -> list[dict]:
     return rows
 
 
-def thread_policy_rows(size: dict, repeats: int) -> list[dict]:
-    """30 Eq. 5 steps on a 2D slice with torch on every core, then with the package's thread policy.
-
-    Run it once on an idle machine and once with a core kept busy (e.g. ``python -c "while True: pass" &``).
-    """
-    parser = ConfigParser()
-    parser.read_config(str(BUNDLES / "cardiac_myocardium_topo" / "configs" / "train.json"))
-    torch.manual_seed(0)
-    net = parser.get_parsed_content("network_def").eval()
-    image = torch.from_numpy(myocardium_phantom(size["slice"], rng=0)[0])[None]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    rows = []
-    for name, threads in (("torch on every core (before)", cores), ("configure_threads() (after)", None)):
-        used = configure_threads(threads)
-
-        def steps():
-            refine_with_topology(net, image, (1, 1), iterations=30, stop_when_satisfied=False)
-
-        steps()  # warm-up
-        seconds, runs = median_time(steps, repeats)
-        rows.append({"setting": name, "threads": used, "seconds": seconds, "runs": runs,
-                     "busy cores": threads_module.busy_cores()})
-    return rows
-
-
 def markdown(results: dict) -> str:
     lines = ["Loss forward + backward (s, median; speed-up: topolosses' time for the same construction / ours):", "",
              "| workload | loss | s | runs | speed-up vs topolosses | peak MB (3D) |", "|---|---|---:|---:|---:|---:|"]
@@ -327,7 +299,7 @@ def markdown(results: dict) -> str:
         memory = f"{row['MB']:.0f}" if "MB" in row else ""
         speedup = f"{row['speed-up']:.1f}×" if "speed-up" in row else ""
         lines.append(f"| {row['workload']} | {row['loss']} | {seconds} | {row['runs']} | {speedup} | {memory} |")
-    if not any(results.get(part) for part in ("steps", "refinement", "volumes", "threads", "steps_3d")):  # losses only
+    if not any(results.get(part) for part in ("steps", "refinement", "volumes", "steps_3d")):  # losses only
         return "\n".join(lines)
     lines += ["", "Training step of the cardiac bundle's U-Net (s, median):", "", "| step | batch | s | runs |",
               "|---|---|---:|---:|"]
@@ -348,10 +320,6 @@ def markdown(results: dict) -> str:
               f"{', '.join(map(str, r['iterations']))} | {'; '.join(r['betti'])} | {r['fixed']} | "
               f"{r['dice before']:.3f} | {r['dice after']:.3f} |"
               for r in results["volumes"]]
-    lines += ["", f"30 Eq. 5 steps on a {results.get('slice', '')} slice by thread setting (s, median):", "",
-              "| setting | threads | s | runs | other runnable tasks at the end |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['setting']} | {r['threads']} | {r['seconds']:.2f} | {r['runs']} | {r['busy cores']:.0f} |"
-              for r in results["threads"]]
     lines += ["", "Training step of the placenta U-Net on patches (s, median):", "", "| step | batch | s | runs |",
               "|---|---|---:|---:|"]
     lines += [f"| {r['step']} | {r['batch']} | {r['seconds']:.3f} | {r['runs']} |" for r in results["steps_3d"]]
@@ -364,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--size", choices=list(SIZES), default="default")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell (median)")
     parser.add_argument("--out", help="also write the markdown tables to this file")
-    parser.add_argument("--only", choices=["losses", "steps", "refinement", "volumes", "steps_3d", "threads"], nargs="+",
+    parser.add_argument("--only", choices=["losses", "steps", "refinement", "volumes", "steps_3d"], nargs="+",
                         help="run only these parts (default: all)")
     parser.add_argument("--losses-only", action="store_true", help="time the losses only (same as --only losses)")
     args = parser.parse_args(argv)
@@ -376,10 +344,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     only = ["losses"] if args.losses_only else args.only
     parts = {"losses": lambda: loss_rows(size, args.repeats), "steps": lambda: training_step_rows(size, args.repeats),
              "refinement": lambda: refinement_rows(size), "volumes": lambda: volume_refinement_rows(size),
-             "steps_3d": lambda: training_step_3d_rows(size, args.repeats),
-             "threads": lambda: thread_policy_rows(size, args.repeats)}
+             "steps_3d": lambda: training_step_3d_rows(size, args.repeats)}
     results = {name: run() if only is None or name in only else [] for name, run in parts.items()}
-    results["slice"] = f"{size['slice']}×{size['slice']}"
     report = (f"Machine: {machine()}; torch threads {threads} (monai_topo.threads.configure_threads)\n\n"
               f"{markdown(results)}\n\n(total {time.perf_counter() - start:.0f} s)\n")
     print(report)

@@ -31,8 +31,12 @@ def demo(args: argparse.Namespace) -> int:
 def infer(args: argparse.Namespace) -> int:
     """Segment a folder of images with a bundle; exit code 1 when a case failed."""
     from monai_topo.inference import run_batch
+    from monai_topo.threads import configure_threads
+    from monai_topo.validation import check_int
 
     try:
+        # This command owns its process: give torch (and so the PH engine) the cores that are free.
+        configure_threads(None if args.threads is None else check_int(args.threads, "--threads", minimum=1))
         rows = run_batch(
             args.bundle,
             args.input,
@@ -130,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="redo cases whose output exists")
     p.add_argument("--device", help="e.g. cpu or cuda:0 (default: the bundle's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, help="torch and PH threads (default: the free cores of this process, "
+                   "shared among torchrun ranks; or MONAI_TOPO_NUM_THREADS)")
     p.set_defaults(func=infer)
 
     p = commands.add_parser("bundle", help="list the shipped bundles or copy one into a folder")

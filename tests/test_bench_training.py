@@ -25,6 +25,5 @@ def test_bench_training_smoke(tmp_path, capsys):
     assert [row["mode"] for row in results["volumes"]] == list(bench.VOLUME_MODES)
     assert all(row["items"] == 1 and row["median s"] > 0 for row in results["volumes"])
     assert [row["step"].split()[0] for row in results["steps_3d"]] == ["Dice", "Dice"]
-    assert [row["threads"] >= 1 for row in results["threads"]] == [True, True]
     printed = capsys.readouterr().out
     assert "Loss forward + backward" in printed and out.read_text().strip() == printed.strip()

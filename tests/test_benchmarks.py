@@ -41,3 +41,16 @@ def test_probability_maps_are_probabilities_with_many_bars_when_noisy():
     clean = bench.probability_maps((2, 64, 64), noisy=False)
     assert noisy.dtype == np.float32 and noisy.min() >= 0 and noisy.max() <= 1
     assert not np.array_equal(noisy[0], noisy[1]) and np.array_equal(clean[0], clean[1])
+
+
+def test_bench_threads_smoke(tmp_path, capsys):
+    bench = _load("bench_threads")
+    out = tmp_path / "table.md"
+    rows = bench.main(["--size", "smoke", "--loads", "idle", "--repeats", "1", "--out", str(out)])
+    assert [(row["load"], row["setting"]) for row in rows] == [
+        ("idle", setting) for setting in bench.SETTINGS for _ in range(3)
+    ]
+    assert all(row["seconds"] > 0 for row in rows)
+    assert rows[0]["threads"] == bench.CORES and rows[3]["threads"] >= 1
+    printed = capsys.readouterr().out
+    assert "| task | load | setting |" in printed and out.read_text().strip() == printed.strip()

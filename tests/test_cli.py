@@ -116,6 +116,14 @@ def hash_tree(folder: Path) -> dict:
     }
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """``monai-topo infer`` sets torch's threads for its process; here that process is the test run."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def infer(bundle, inputs, output, *extra) -> int:
     return main(["infer", "--bundle", str(bundle), "--input", str(inputs), "--output", str(output), "--quiet", *extra])
 
@@ -227,6 +235,19 @@ def test_an_interrupted_run_resumes_with_the_finished_rows(bundle, inputs, tmp_p
     assert {c: r["status"] for c, r in rows.items()} == statuses
     assert rows["disc"]["iterations"] == 3 and rows["ring"]["betti_after"] == [[1, 1]]  # from the partial report
     assert set(os.listdir(out)) == OUTPUTS
+
+
+@pytest.mark.parametrize("how", ["--threads", "MONAI_TOPO_NUM_THREADS"])
+def test_infer_sets_the_threads_of_its_process(bundle, inputs, tmp_path, monkeypatch, how):
+    torch.set_num_threads(2)
+    if how == "--threads":
+        extra = ["--threads", "1"]
+    else:
+        monkeypatch.setenv("MONAI_TOPO_NUM_THREADS", "1")
+        extra = []
+    assert infer(bundle, inputs, tmp_path, *extra) == 1  # the corrupt case fails, the others are written
+    assert torch.get_num_threads() == 1
+    assert OUTPUTS <= {p.name for p in tmp_path.iterdir()}
 
 
 def test_bundle_end_slice_prior_gives_the_end_slices_their_prior(tmp_path):
@@ -345,6 +366,22 @@ def test_two_processes_split_the_cases_and_write_each_output_once(bundle, tmp_pa
     assert set(os.listdir(out)) == {f"{n}_seg.nii.gz" for n in names} | reports  # no partial reports left
 
 
+def test_a_setup_error_of_rank_0_stops_every_process_with_its_message(bundle, inputs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "inference_report.json").write_text("{}")  # read by rank 0 only
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "monai_topo.cli", "infer", "--bundle", str(bundle), "--input", str(inputs), "--output", str(out),
+        "--device", "cpu", "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    assert done.returncode != 0
+    assert done.stderr.count("monai-topo infer: error:") == 2, done.stderr[-3000:]  # both ranks, not rank 0 alone
+    assert done.stderr.count("not a monai-topo report") == 2
+
+
 def _canvas(shapes, gap=3):
     """Shapes side by side along the last axis, label i + 1 for shape i."""
     height = max(s.shape[0] for s in shapes)
@@ -414,6 +451,7 @@ CARDIAC_CHECKPOINT = REPO / "bundles" / "cardiac_myocardium_topo" / "models" / "
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(not CARDIAC_CHECKPOINT.is_file(), reason="the cardiac bundle has no trained checkpoint")
 def test_sunnybrook_slices_through_the_cardiac_bundle(shared_data, tmp_path):
     rows = _sunnybrook_run("cardiac_myocardium_topo", shared_data, tmp_path / "out")
@@ -487,6 +525,7 @@ def _setup_cases(bundle: Path, tmp_path: Path) -> dict:
         "truncated model.pt": ([str(truncated), str(tmp_path / "o5")], "damaged"),
         "pickled module in model.pt": ([str(pickled), str(tmp_path / "o6")], "other than weights"),
         "earlier report {}": ([str(bundle), str(old_report)], "not a monai-topo report"),
+        "threads 0": ([str(bundle), str(tmp_path / "o8"), "--threads", "0"], "--threads"),
         "labels named like no image": ([str(bundle), str(tmp_path / "o7"), "--labels", str(no_labels)], "named like"),
     }
 

@@ -284,6 +284,7 @@ def test_distributed_data_parallel_network():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_distributed_data_parallel_two_processes():
     """Two gloo processes: training runs to the end and the replicas stay identical."""
     results = mp.Manager().dict()

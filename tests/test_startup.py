@@ -115,6 +115,7 @@ def test_read_only_install_without_any_writable_folder_imports_without_a_cache(r
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_read_only_install_compiles_once_and_reuses_the_cache(read_only_install):
     """The compiled engine itself: the first process announces the compile, the second hits the cache."""
     tmp = read_only_install / "tmp"

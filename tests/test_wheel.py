@@ -16,7 +16,7 @@ import pytest
 from monai_topo.data import placenta_phantom
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 COPY_IGNORE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", "dataset", "eval", ".*cache")
 
 

@@ -337,11 +337,16 @@ def run_batch(
         model = load_bundle(parser, device, prior=prior, postprocess=postprocess)
         add_simpleitk_reader(model.preprocessing)
         make_output_folder(output)
-        earlier = {}
+        earlier, error = {}, None
         if rank == 0:
-            earlier = read_rows(output)
-            remove_temporaries(output)
-        earlier = broadcast(earlier)  # every process decides from rank 0's reading
+            try:
+                earlier = read_rows(output)
+                remove_temporaries(output)
+            except (ValueError, OSError) as exc:  # every process stops with it, none waits for rank 0
+                error = exc
+        earlier, error = broadcast((earlier, error))  # every process decides from rank 0's reading
+        if error is not None:
+            raise error
         # Nobody writes before rank 0 has read the earlier rows and cleared stale temporary files.
         barrier()
         rows: list[dict] = []
