@@ -80,6 +80,8 @@ class LocalisedCrop(CropForeground):
     run slice by slice along its last axis, the slices' probabilities averaged, and the box spans the
     whole stack along that axis. Without foreground the box is centred on the image. A box reaching
     past the border is padded (``mode``); :meth:`inverse` undoes crop and padding (MONAI ``Invertd``).
+    Load the weights into ``network`` before the first call (a bundle's ``CheckpointLoader`` does, at the
+    evaluator's start), and run it in the main process (``num_workers=0``) when the network is on a GPU.
 
     Parameters
     ----------
