@@ -22,6 +22,8 @@ Usage::
     python benchmarks/bench_training.py --size full     # the issue's sizes (16×256×256, 96×240×256)
     python benchmarks/bench_training.py --size smoke    # seconds; what CI runs
     python benchmarks/bench_training.py --losses-only   # the loss rows only
+    python benchmarks/bench_training.py --losses-only --loss-3d 96x240x256 --repeats 1 \
+        --losses "BettiMatchingLoss (face)" "topolosses BettiMatchingLoss"   # one pair on a large volume
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ def topolosses_losses() -> dict:
     return {"topolosses HutopoLoss": HutopoLoss(**options), "topolosses BettiMatchingLoss": BettiMatchingLoss(**options)}
 
 
-def loss_rows(size: dict, repeats: int) -> list[dict]:
+def loss_rows(size: dict, repeats: int, names: Sequence[str] | None = None) -> list[dict]:
+    """Rows of the loss timings; ``names``: only these losses (ours and topolosses'), default all."""
     losses = {
         "TopologicalPriorLoss": lambda ndim: TopologicalPriorLoss(prior=(1, 1) if ndim == 2 else (1, 0, 0)),
         "PersistenceMatchingLoss": lambda ndim: PersistenceMatchingLoss(),
@@ -101,6 +104,12 @@ def loss_rows(size: dict, repeats: int) -> list[dict]:
         "BettiMatchingLoss (full)": lambda ndim: BettiMatchingLoss(connectivity="full"),
     }
     peers = topolosses_losses()
+    if names is not None:
+        known = [*losses, "topolosses HutopoLoss", "topolosses BettiMatchingLoss"]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"--losses got unknown loss names {unknown}; choose from {known}.")
+        losses = {name: make for name, make in losses.items() if name in names}
     rows = []
     for kind in ("loss_2d", "loss_3d"):
         shape = size[kind]
@@ -121,6 +130,8 @@ def loss_rows(size: dict, repeats: int) -> list[dict]:
                 row["MB"] = peak_memory_mb(step)
             rows.append(row)
         for name in ("topolosses HutopoLoss", "topolosses BettiMatchingLoss"):
+            if names is not None and name not in names:
+                continue
             if name in peers:
                 seconds, runs = median_time(lambda: peers[name](maps.clone().requires_grad_(), target).backward(), repeats)
                 rows.append({"workload": "×".join(map(str, shape)), "loss": name, "seconds": seconds, "runs": runs})
@@ -335,14 +346,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--only", choices=["losses", "steps", "refinement", "volumes", "steps_3d"], nargs="+",
                         help="run only these parts (default: all)")
     parser.add_argument("--losses-only", action="store_true", help="time the losses only (same as --only losses)")
+    parser.add_argument("--loss-3d", help="the 3D loss workload instead of the size's, e.g. 96x240x256 (one volume)")
+    parser.add_argument("--losses", nargs="+", help="time only these losses (row names, ours or topolosses')")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
-    size = SIZES[args.size]
+    size = dict(SIZES[args.size])
+    if args.loss_3d:
+        try:
+            size["loss_3d"] = (1, *(int(n) for n in args.loss_3d.lower().split("x")))
+        except ValueError:
+            parser.error(f"--loss-3d must read DxHxW, e.g. 96x240x256, got {args.loss_3d!r}")
+        if len(size["loss_3d"]) != 4 or min(size["loss_3d"][1:]) < 2:
+            parser.error(f"--loss-3d must read DxHxW with sizes >= 2, e.g. 96x240x256, got {args.loss_3d!r}")
     threads = configure_threads()  # the package's policy: this process's share of the free cores
     start = time.perf_counter()
     only = ["losses"] if args.losses_only else args.only
-    parts = {"losses": lambda: loss_rows(size, args.repeats), "steps": lambda: training_step_rows(size, args.repeats),
+    parts = {"losses": lambda: loss_rows(size, args.repeats, args.losses), "steps": lambda: training_step_rows(size, args.repeats),
              "refinement": lambda: refinement_rows(size), "volumes": lambda: volume_refinement_rows(size),
              "steps_3d": lambda: training_step_3d_rows(size, args.repeats)}
     results = {name: run() if only is None or name in only else [] for name, run in parts.items()}

@@ -126,6 +126,48 @@ def test_equals_brute_force(shape, connectivity):
         assert got == pytest.approx(expected, abs=1e-9)
 
 
+@pytest.mark.parametrize("connectivity", ["face", "full"])
+def test_dimension_1_pairs_by_cohomology_and_homology_equal_a_dense_reduction(connectivity):
+    """Both reductions of a volume's squares give the pivot pairs of the dense boundary matrix with
+    its rows (edges) in one map's order and its columns (squares) in another's: the anti-transpose
+    has the same pairs, and the clearings (merging edges, cavity-creating squares) drop no pair."""
+    from monai_topo.ph.induced_matching import layout, pairs_by_cohomology, pairs_by_homology
+
+    full = connectivity == "full"
+    rng = np.random.default_rng(11)
+    for levels in (1, 2, 5):  # 1: masks, all plateaus
+        maps = _random_pair(rng, (3, 4, 4), levels)
+        complexes = [_complex(a.astype(np.float64), full) for a in maps]
+        kshape = tuple(2 * n + 1 if full else 2 * n - 1 for n in maps[0].shape)
+        cells = layout(kshape, full)
+        position = {}
+        for kind in (cells.edges, cells.facets):
+            position.update({c: i for i, c in enumerate(zip(*np.unravel_index(kind, kshape)))})
+
+        def order(k, cx):
+            return sorted((cell for cell, (d, _, _) in cx.items() if d == k), key=lambda cell: (-cx[cell][1], cx[cell][2]))
+
+        def as_positions(order_):
+            positions = np.array([position[c] for c in order_], np.int64)
+            rank = np.empty(positions.size, np.int32)
+            rank[positions] = np.arange(positions.size)
+            return positions, rank
+
+        for rows_cx, columns_cx in itertools.product(complexes, repeat=2):
+            rows, columns = order(1, rows_cx), order(2, columns_cx)
+            expected = {(position[e], position[f]) for e, f in _reduce(rows, columns)}
+            merged = np.zeros(cells.edges.size, bool)  # edges with a non-zero column in dimension 0
+            merged[[position[e] for _, e in _reduce(order(0, rows_cx), rows)]] = True
+            created = np.ones(cells.facets.size, bool)  # squares whose boundary reduces to zero
+            created[[position[f] for _, f in _reduce(rows, columns)]] = False
+            row_order, row_rank = as_positions(rows)
+            column_order, column_rank = as_positions(columns)
+            for pairs, neighbours, cleared in ((pairs_by_cohomology, cells.edge_squares, merged),
+                                               (pairs_by_homology, cells.square_edges, created)):
+                got = pairs(row_order, row_rank, column_order, column_rank, neighbours, cleared)
+                assert set(zip(*(a.tolist() for a in got))) == expected
+
+
 # --- known cases --------------------------------------------------------------------------------
 
 

@@ -109,3 +109,7 @@ def test_bundles_evaluate_reports_the_new_metrics(bundle):
     metrics = parser.get_parsed_content("additional_metrics")
     assert isinstance(metrics["betti_matching_error"], BettiMatchingError)
     assert isinstance(metrics["cldice"], ClDice)
+    dims = 2 if bundle == "cardiac_myocardium_topo" else 3  # the error in each homology dimension
+    for k in range(dims):
+        assert metrics[f"betti_matching_error_dim{k}"].metric_fn.homology_dim == k
+    assert f"betti_matching_error_dim{dims}" not in metrics

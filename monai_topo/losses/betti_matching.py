@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import numpy as np
@@ -12,9 +11,8 @@ from monai.utils import LossReduction
 from monai_topo.losses.base import TopologicalLoss
 from monai_topo.losses.matching import PersistenceMatchingLoss
 from monai_topo.ph import DEFAULT_CONNECTIVITY, check_connectivity
+from monai_topo.ph.host import probability_values, resolve_workers, thread_pool
 from monai_topo.ph.induced_matching import BettiMatching, betti_matching
-from monai_topo.ph.persistence import _num_workers, _probability_values
-from monai_topo.ph.unionfind import _thread_pool
 from monai_topo.validation import check_bool
 
 
@@ -92,7 +90,7 @@ def betti_matching_loss(
     """
     check_connectivity(connectivity)
     matching = betti_matching(
-        _probability_values(prediction, "prediction"), _probability_values(target, "target"), connectivity
+        probability_values(prediction, "prediction"), probability_values(target, "target"), connectivity
     )
     return loss_from_matching(prediction, target, matching)
 
@@ -168,8 +166,8 @@ class BettiMatchingLoss(TopologicalLoss):
         probs, target = self.drop_background(probs), self.drop_background(target)
         batch, channels = probs.shape[:2]
         p_items, g_items = (_host_items(x) for x in (probs, target))
-        workers = _num_workers(self.num_workers)
-        pool = _thread_pool(workers, os.getpid()) if workers > 1 else None
+        workers = resolve_workers(self.num_workers)
+        pool = thread_pool(workers) if workers > 1 else None
         if pool is not None and len(p_items) >= workers:  # a batch: one item per thread
             matchings = list(pool.map(lambda p, g: betti_matching(p, g, self.connectivity), p_items, g_items))
         else:  # a few large items: their stages in parallel

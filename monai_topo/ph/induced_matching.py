@@ -26,10 +26,11 @@ pairings), and the pairings are:
   two merging components' eldest vertices;
 - the top dimension: union-find of the top cells and the outside along the (d-1)-cells in reverse
   order (Alexander duality), the union-find of ``C`` following each merge of ``P``;
-- dimension 1 of a volume: column reduction of the boundary matrix of the squares, for ``P``,
-  ``G``, ``C`` (rows and columns in the image's order) and for the two images (rows in ``P``'s or
-  ``G``'s order, columns in ``C``'s: Bauer & Schmahl's image persistence), squares that create a
-  cavity cleared first.
+- dimension 1 of a volume: the pairs of the boundary matrix of the squares for ``P``, ``G``, ``C``
+  (rows and columns in the image's order) and for the two images (rows in ``P``'s or ``G``'s order,
+  columns in ``C``'s: Bauer & Schmahl's image persistence), computed as those of its
+  anti-transpose (persistent cohomology, the coboundaries of the edges reduced), edges that merge
+  components in the rows' order cleared first.
 
 The essential component is left out, as in Betti-Matching-3D. Critical cells are reported as
 voxels: the first voxel, in C order, of the cell's voxels that has its value.
@@ -44,9 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from monai_topo.ph.unionfind import descending_order
-
-
+from monai_topo.ph.unionfind import descending_order, insert_sorted
 
 # --- the Khalimsky grid -------------------------------------------------------------------------
 
@@ -55,26 +54,46 @@ def khalimsky_values(x: np.ndarray, full: bool) -> np.ndarray:
     """Values of every cell of the cubical complex of ``x`` (2D or 3D), on the Khalimsky grid.
 
     V-construction (``full=False``): grid ``2n - 1`` per axis, a cell's value is the minimum over
-    its voxels; T-construction: grid ``2n + 1``, the maximum over the voxels around it. Both are
-    separable, so they are built axis by axis.
+    its voxels; T-construction: grid ``2n + 1``, the maximum over the voxels around it.
     """
-    k = x
-    for axis in range(x.ndim):
-        n = k.shape[axis]
-        shape = list(k.shape)
-        shape[axis] = 2 * n + 1 if full else 2 * n - 1
-        grid = np.empty(shape, x.dtype)
-        lead = (slice(None),) * axis
-        if full:
-            grid[lead + (slice(1, None, 2),)] = k
-            padded = np.concatenate([k.take([0], axis), k, k.take([-1], axis)], axis)
-            grid[lead + (slice(0, None, 2),)] = np.maximum(padded.take(np.arange(n + 1), axis),
-                                                           padded.take(np.arange(1, n + 2), axis))
-        else:
-            grid[lead + (slice(0, None, 2),)] = k
-            grid[lead + (slice(1, None, 2),)] = np.minimum(k.take(np.arange(n - 1), axis), k.take(np.arange(1, n), axis))
-        k = grid
-    return k
+    x3 = x.reshape((1,) * (3 - x.ndim) + x.shape)
+    kshape = tuple(2 * n + 1 if full else 2 * n - 1 for n in x.shape)
+    return _khalimsky(x3, full, x.ndim == 2).reshape(kshape)
+
+
+@njit(cache=True, nogil=True)
+def _voxel_span(n, full):
+    """Per Khalimsky coordinate of an axis of ``n`` voxels, the first and last voxel of its cells."""
+    k = 2 * n + 1 if full else 2 * n - 1
+    first = np.empty(k, np.int64)
+    last = np.empty(k, np.int64)
+    for c in range(k):
+        if full:  # odd: the voxel (c - 1) / 2; even: those on either side, inside the image
+            first[c] = (c - 1) // 2 if c & 1 else max(c // 2 - 1, 0)
+            last[c] = (c - 1) // 2 if c & 1 else min(c // 2, n - 1)
+        else:  # even: the voxel c / 2; odd: (c - 1) / 2 and (c + 1) / 2
+            first[c] = c // 2
+            last[c] = (c + 1) // 2
+    return first, last
+
+
+@njit(cache=True, nogil=True)
+def _khalimsky(x, full, flat):
+    nz, ny, nx = x.shape
+    (fz, lz), (fy, ly), (fx, lx) = _voxel_span(nz, full), _voxel_span(ny, full), _voxel_span(nx, full)
+    if flat:  # a 2D image: no Khalimsky axis along the padding
+        fz, lz = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    out = np.empty((fz.size, fy.size, fx.size), x.dtype)
+    for cz in range(fz.size):
+        for cy in range(fy.size):
+            for cx in range(fx.size):
+                value = x[fz[cz], fy[cy], fx[cx]]
+                for z in range(fz[cz], lz[cz] + 1):
+                    for y in range(fy[cy], ly[cy] + 1):
+                        for v in range(fx[cx], lx[cx] + 1):
+                            value = max(value, x[z, y, v]) if full else min(value, x[z, y, v])
+                out[cz, cy, cx] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -94,58 +113,99 @@ class Layout:
     edge_ends: np.ndarray  # (n, 2) vertex ids
     facets: np.ndarray  # (d-1)-cells
     facet_ends: np.ndarray  # (n, 2) top ids on either side, len(tops) beyond the grid
-    square_edges: np.ndarray  # (n, 4) positions in ``edges`` of each facet's edges (volumes only)
+    edge_squares: np.ndarray  # (n, 4) positions in ``facets`` of each edge's squares, -1: none (volumes)
+    square_edges: np.ndarray  # (n, 4) positions in ``edges`` of each square's edges (volumes)
 
 
-def _cells_in_tie_order(kshape: tuple[int, ...], dim: int, full: bool) -> np.ndarray:
-    coords = np.indices(kshape).reshape(len(kshape), -1)
-    odd = coords % 2
-    flat = np.flatnonzero(odd.sum(0) == dim)
-    if full:
-        return flat
-    odd = odd[:, flat]
-    # the type: the spanned axis of an edge, the normal axis of a (d-1)-cell (0 for the others)
-    kind = np.argmax(odd, 0) if dim == 1 else (np.argmin(odd, 0) if dim == len(kshape) - 1 else 0)
-    corner = np.ravel_multi_index(tuple(coords[:, flat] // 2), tuple((n + 1) // 2 for n in kshape))
-    return flat[np.argsort(corner * 3 + kind, kind="stable")]
+@njit(cache=True, nogil=True)
+def _cells_in_tie_order(kshape, first_axis, dim, full):
+    """Flat indices of the cells of dimension ``dim`` in tie order (see :class:`Layout`).
+
+    ``kshape`` is a 3-tuple whose axes before ``first_axis`` are padding (size 1).
+    """
+    kz, ky, kx = kshape
+    ndim = 3 - first_axis
+    out = np.empty(kz * ky * kx, np.int64)
+    n = 0
+    if full:  # the flat index: memory order
+        for z in range(kz):
+            for y in range(ky):
+                for x in range(kx):
+                    if (z & 1) + (y & 1) + (x & 1) == dim:
+                        out[n] = (z * ky + y) * kx + x
+                        n += 1
+        return out[:n]
+    # by lower corner voxel, then type: the spanned axis of an edge, the normal axis of a (d-1)-cell
+    kinds = ndim if dim == 1 or dim == ndim - 1 else 1
+    for z in range(0, kz, 2):
+        for y in range(0, ky, 2):
+            for x in range(0, kx, 2):
+                corner = (z, y, x)
+                for kind in range(kinds):
+                    cell = 0
+                    inside = True
+                    for a in range(3):
+                        local = a - first_axis
+                        if dim == 0 or local < 0:
+                            spans = False
+                        elif dim == ndim:
+                            spans = True
+                        elif dim == 1:
+                            spans = local == kind
+                        else:
+                            spans = local != kind
+                        coordinate = corner[a] + 1 if spans else corner[a]
+                        inside = inside and coordinate < kshape[a]
+                        cell = cell * kshape[a] + coordinate
+                    if inside:
+                        out[n] = cell
+                        n += 1
+    return out[:n]
 
 
-@functools.lru_cache(maxsize=16)
+@njit(cache=True, nogil=True)
+def _adjacent(cells, kshape, first_axis, compact, faces, fill):
+    """Compact ids of the cells one step away along each axis that a cell spans (``faces``) or
+    does not span (cofaces), ``fill`` beyond the grid: ``(n, 2 * number of such axes)``, the lower
+    step first."""
+    strides = (kshape[1] * kshape[2], kshape[2], 1)
+    width = 0
+    c0 = cells[0]
+    for a in range(first_axis, 3):
+        if ((c0 // strides[a]) % kshape[a] & 1 == 1) == faces:
+            width += 2
+    out = np.empty((cells.size, width), np.int32)
+    for i in range(cells.size):
+        c = cells[i]
+        j = 0
+        for a in range(first_axis, 3):
+            coordinate = (c // strides[a]) % kshape[a]
+            if (coordinate & 1 == 1) != faces:
+                continue
+            for sign in (-1, 1):
+                inside = 0 <= coordinate + sign < kshape[a]
+                out[i, j] = compact[c + sign * strides[a]] if inside else fill
+                j += 1
+    return out
+
+
+@functools.lru_cache(maxsize=4)
 def layout(kshape: tuple[int, ...], full: bool) -> Layout:
     """The :class:`Layout` of a Khalimsky grid ``kshape`` (cached: a batch shares one)."""
     ndim = len(kshape)
-    size = int(np.prod(kshape))
-    strides = [int(np.prod(kshape[a + 1:])) for a in range(ndim)]
-    vertices = _cells_in_tie_order(kshape, 0, full)
-    tops = _cells_in_tie_order(kshape, ndim, full)
-    edges = _cells_in_tie_order(kshape, 1, full)
-    facets = edges if ndim == 2 else _cells_in_tie_order(kshape, ndim - 1, full)
-    compact = np.full(size, -1, np.int64)
+    k3 = (1,) * (3 - ndim) + tuple(kshape)
+    first = 3 - ndim
+    vertices, tops, edges = (_cells_in_tie_order(k3, first, dim, full) for dim in (0, ndim, 1))
+    facets = edges if ndim == 2 else _cells_in_tie_order(k3, first, ndim - 1, full)
+    compact = np.full(int(np.prod(kshape)), -1, np.int64)
     for cells in (vertices, tops, edges, facets):
         compact[cells] = np.arange(cells.size)
-    edge_coords = np.stack(np.unravel_index(edges, kshape))
-    axis = np.argmax(edge_coords % 2, 0)
-    step = np.asarray(strides)[axis]
-    edge_ends = np.stack([compact[edges - step], compact[edges + step]], 1).astype(np.int32)
-    facet_coords = np.stack(np.unravel_index(facets, kshape))
-    axis = np.argmin(facet_coords % 2, 0)
-    step = np.asarray(strides)[axis]
-    position = facet_coords[axis, np.arange(facets.size)]
-    outside = tops.size
-    below = np.where(position > 0, compact[np.clip(facets - step, 0, size - 1)], outside)
-    above = np.where(position < np.asarray(kshape)[axis] - 1, compact[np.clip(facets + step, 0, size - 1)], outside)
-    facet_ends = np.stack([below, above], 1).astype(np.int32)
-    square_edges = np.zeros((0, 4), np.int32)
-    if ndim == 3:
-        faces = []
-        for a in range(3):
-            spanned = facet_coords[a] % 2 == 1
-            for sign in (-1, 1):
-                faces.append(np.where(spanned, facets + sign * strides[a], -1))
-        faces = np.stack(faces, 1)
-        faces = np.sort(faces, 1)[:, 2:]  # the two unused axes gave -1
-        square_edges = compact[faces].astype(np.int32)
-    return Layout(tuple(kshape), vertices, tops, edges, edge_ends, facets, facet_ends, square_edges)
+    edge_ends = _adjacent(edges, k3, first, compact, True, -1)
+    facet_ends = _adjacent(facets, k3, first, compact, False, tops.size)  # beyond the grid: the outside
+    none = np.zeros((0, 4), np.int32)
+    edge_squares = _adjacent(edges, k3, first, compact, False, -1) if ndim == 3 else none
+    square_edges = _adjacent(facets, k3, first, compact, True, -1) if ndim == 3 else none
+    return Layout(tuple(kshape), vertices, tops, edges, edge_ends, facets, facet_ends, edge_squares, square_edges)
 
 
 @njit(cache=True, nogil=True)
@@ -182,13 +242,15 @@ def _younger_dual(values, a, b, outside):
 def bars_dim0(vertex_values, edge_values, edge_ends, order):
     """Positive-length bars of dimension 0 along the edges in ``order`` (elder rule).
 
-    Returns ``(births, deaths, bar_of_birth)``: vertex ids, edge positions, and the bar born at
-    each vertex (``-1``: none).
+    Returns ``(births, deaths, bar_of_birth, merged)``: vertex ids, edge positions, the bar born at
+    each vertex (``-1``: none) and the mask of the edges that merge (zero-length bars included:
+    they are never pivot rows of dimension 1, its clearing).
     """
     parent = np.arange(vertex_values.size, dtype=np.int32)
     bar_of_birth = np.full(vertex_values.size, -1, np.int64)
     births = np.empty(vertex_values.size, np.int64)
     deaths = np.empty(vertex_values.size, np.int64)
+    merged = np.zeros(order.size, np.bool_)
     n = 0
     components = vertex_values.size
     for e in order:
@@ -198,18 +260,20 @@ def bars_dim0(vertex_values, edge_values, edge_ends, order):
         if ru == rv:
             continue
         components -= 1
+        merged[e] = True
         young = _younger(vertex_values, ru, rv)
         parent[young] = rv if young == ru else ru
         if vertex_values[young] != edge_values[e]:
             births[n], deaths[n] = young, e
             bar_of_birth[young] = n
             n += 1
-    return births[:n], deaths[:n], bar_of_birth
+    return births[:n], deaths[:n], bar_of_birth, merged
 
 
 @njit(cache=True, nogil=True)
 def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, bar_g):
-    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in dimension 0.
+    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in dimension 0, and ``C``'s
+    merging edges (as :func:`bars_dim0`).
 
     The union-finds of ``P`` and ``G`` follow ``C``'s merges, so their roots are each ``C``-component's
     eldest vertex by ``P``'s (``G``'s) values: the image bar that ``C``'s edge kills is born at the
@@ -219,6 +283,7 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
     parent_p = np.arange(vertex_c.size, dtype=np.int32)
     parent_g = np.arange(vertex_c.size, dtype=np.int32)
     matches = np.empty((vertex_c.size, 2), np.int64)
+    merged = np.zeros(order_c.size, np.bool_)
     n = 0
     components = vertex_c.size
     for e in order_c:
@@ -229,6 +294,7 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
         if ru == rv:
             continue
         components -= 1
+        merged[e] = True
         young = _younger(vertex_c, ru, rv)
         parent_c[young] = rv if young == ru else ru
         pu, pv = _find(parent_p, u), _find(parent_p, v)
@@ -240,7 +306,7 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
         if vertex_c[young] != edge_c[e] and bar_p[young_p] >= 0 and bar_g[young_g] >= 0:
             matches[n, 0], matches[n, 1] = bar_p[young_p], bar_g[young_g]
             n += 1
-    return matches[:n]
+    return matches[:n], merged
 
 
 @njit(cache=True, nogil=True)
@@ -251,8 +317,8 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
     the outside, the outside eldest, and ``C``'s union-find (values ``top_c``) following each
     merge. Returns ``(births, deaths, bar_of_c, created)``: facet positions, top ids, for each root
     of ``C`` the bar whose death merged into it (``-1``: none), and the mask of the facets that
-    merge (they create a top-dimensional class, so their columns reduce to zero in the middle
-    dimension: its clearing).
+    merge (they create a top-dimensional class: in the middle dimension their boundaries reduce
+    to zero, its clearing).
     """
     outside = top_values.size
     parent = np.arange(outside + 1, dtype=np.int32)
@@ -316,87 +382,147 @@ def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
 
 
 @njit(cache=True, nogil=True)
-def reduce_squares(row_rank, square_edges, column_order, cleared):
-    """Persistence pairs of the edges (rows) and squares (columns) of a volume.
+def reduce_table(table):
+    """Pivot pairs of a Z/2 matrix of at most four entries per column, by column reduction.
 
-    ``row_rank[e]``: the position of edge ``e`` in the rows' order; the squares are taken in
-    ``column_order``, skipping ``cleared`` ones. A column's pivot is its latest row. Returns
-    ``(edge positions, square positions)`` of the pairs. Reduced columns are kept as ascending
-    runs of ranks in one pool; a column is reduced by merging (symmetric difference) the stored
-    column that owns its pivot, written out by index: slices would cost reference counting.
+    ``table[k]`` holds column ``k``'s row indices, ascending, ``-1`` first where it has fewer
+    (an empty column is skipped: cleared). A column's pivot is its largest row; it is reduced by
+    adding the column that owns its pivot. Most columns are their own reduced form (apparent and
+    emergent pairs): a pivot owned by one of those points back at its row of ``table``
+    (``-2 - k``), and only the others are stored, as ascending runs in one pool. Returns
+    ``(columns, pivots)`` of the pairs.
     """
-    n_rows = row_rank.size
-    edge_of_rank = np.empty(n_rows, np.int32)
-    for e in range(n_rows):
-        edge_of_rank[row_rank[e]] = e
-    owner = np.full(n_rows, -1, np.int32)  # rank of a pivot -> stored column
-    start = np.zeros(column_order.size + 1, np.int64)
-    pool = np.empty(4 * column_order.size + 16, np.int32)
+    n_columns, width = table.shape
+    n_rows = 0
+    for k in range(n_columns):
+        n_rows = max(n_rows, table[k, width - 1] + 1)
+    owner = np.full(n_rows, -1, np.int32)  # pivot row -> stored column, or -2 - unreduced column
+    start = np.zeros(1024, np.int64)
+    pool = np.empty(4096, np.int32)
     n_stored = 0
-    pair_edges = np.empty(column_order.size, np.int64)
-    pair_squares = np.empty(column_order.size, np.int64)
+    pair_columns = np.empty(n_columns, np.int64)
+    pair_pivots = np.empty(n_columns, np.int64)
     n_pairs = 0
     work = np.empty(64, np.int32)
     spare = np.empty(64, np.int32)
-    for s in column_order:
-        if cleared[s]:
-            continue
-        for i in range(4):  # insertion sort of the four edges' ranks
-            r = row_rank[square_edges[s, i]]
-            j = i
-            while j > 0 and work[j - 1] > r:
-                work[j] = work[j - 1]
-                j -= 1
-            work[j] = r
-        length = 4
+    for k in range(n_columns):
+        length = 0
+        for i in range(width):
+            if table[k, i] >= 0:
+                work[length] = table[k, i]
+                length += 1
+        reduced = False
         while length > 0:
             j = owner[work[length - 1]]
-            if j < 0:
+            if j == -1:
                 break
-            lo, hi = start[j], start[j + 1]
+            if j < -1:  # owned by an unreduced column: its entries are in the table
+                other, lo, hi = table[-2 - j], 0, width
+            else:
+                other, lo, hi = pool, start[j], start[j + 1]
             if spare.size < length + hi - lo:
                 spare = np.empty(2 * (length + hi - lo), np.int32)
-            a = 0
-            b = lo
-            n = 0
-            while a < length and b < hi:
-                if work[a] < pool[b]:
-                    spare[n] = work[a]
-                    a += 1
-                    n += 1
-                elif work[a] > pool[b]:
-                    spare[n] = pool[b]
-                    b += 1
-                    n += 1
-                else:
-                    a += 1
-                    b += 1
-            while a < length:
-                spare[n] = work[a]
-                a += 1
-                n += 1
-            while b < hi:
-                spare[n] = pool[b]
-                b += 1
-                n += 1
-            length = n
+            length = _symmetric_difference(work, length, other, lo, hi, spare)
             work, spare = spare, work
+            reduced = True
         if length == 0:
             continue
         pivot = work[length - 1]
-        owner[pivot] = n_stored
-        used = start[n_stored]
-        if used + length > pool.size:
-            grown = np.empty(2 * (used + length), np.int32)
-            grown[:used] = pool[:used]
-            pool = grown
-        for i in range(length):
-            pool[used + i] = work[i]
-        n_stored += 1
-        start[n_stored] = used + length
-        pair_edges[n_pairs], pair_squares[n_pairs] = edge_of_rank[pivot], s
+        if reduced:
+            owner[pivot] = n_stored
+            used = start[n_stored]
+            if used + length > pool.size:
+                grown = np.empty(2 * (used + length), np.int32)
+                grown[:used] = pool[:used]
+                pool = grown
+            pool[used:used + length] = work[:length]
+            n_stored += 1
+            if n_stored + 1 > start.size:
+                bigger = np.zeros(2 * start.size, np.int64)
+                bigger[:start.size] = start
+                start = bigger
+            start[n_stored] = used + length
+        else:
+            owner[pivot] = -2 - k
+        pair_columns[n_pairs], pair_pivots[n_pairs] = k, pivot
         n_pairs += 1
-    return pair_edges[:n_pairs], pair_squares[:n_pairs]
+    return pair_columns[:n_pairs], pair_pivots[:n_pairs]
+
+
+@njit(cache=True, nogil=True)
+def _symmetric_difference(a, length, b, lo, hi, out):
+    """Merge of the ascending runs ``a[:length]`` and ``b[lo:hi]`` into ``out``, equal entries
+    cancelling (Z/2 addition), ``-1`` entries of ``b`` skipped; returns the length. Written out
+    by index: slices would cost reference counting."""
+    while lo < hi and b[lo] < 0:
+        lo += 1
+    i, j, n = 0, lo, 0
+    while i < length and j < hi:
+        if a[i] < b[j]:
+            out[n] = a[i]
+            i += 1
+            n += 1
+        elif a[i] > b[j]:
+            out[n] = b[j]
+            j += 1
+            n += 1
+        else:
+            i += 1
+            j += 1
+    while i < length:
+        out[n] = a[i]
+        i += 1
+        n += 1
+    while j < hi:
+        out[n] = b[j]
+        j += 1
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def incidence_table(column_of, neighbours, rank, flip, cleared):
+    """A :func:`reduce_table` table: cell ``c`` is column ``column_of[c]`` and holds ``rank`` of its
+    neighbours (``neighbours[c]``, ``-1``: none), reversed (``len(rank) - 1 - rank``) with ``flip``;
+    ``cleared`` cells get empty columns. Cells are read in memory order, where their neighbours'
+    ranks lie close by: only the writes of the columns are scattered."""
+    n, width = column_of.size, neighbours.shape[1]
+    last = rank.size - 1
+    table = np.full((n, width), -1, np.int32)
+    ranks = np.empty(width, np.int32)
+    for c in range(n):
+        if cleared[c]:
+            continue
+        length = 0
+        for i in range(width):
+            if neighbours[c, i] >= 0:
+                r = last - rank[neighbours[c, i]] if flip else rank[neighbours[c, i]]
+                length = insert_sorted(ranks, length, r)
+        k = column_of[c]
+        for i in range(length):
+            table[k, width - length + i] = ranks[i]
+    return table
+
+
+def pairs_by_cohomology(row_order, row_rank, column_order, column_rank, edge_squares, cleared):
+    """Pairs ``(edge positions, square positions)`` of the boundary matrix of a volume's squares,
+    rows in ``row_order`` and columns in ``column_order`` (``*_rank``: their inverses).
+
+    They are those of its anti-transpose, whose lower-left ranks are the same (de Silva, Morozov
+    & Vejdemo-Johansson, 2011): the coboundaries of the edges from the latest, with the squares
+    from the latest (row ``0``). ``cleared`` edges, those that merge components in the rows'
+    order, are never pivot rows (which rows are does not depend on the columns' order).
+    """
+    column_of = row_order.size - 1 - row_rank
+    columns, pivots = reduce_table(incidence_table(column_of, edge_squares, column_rank, True, cleared))
+    return row_order[row_order.size - 1 - columns], column_order[column_order.size - 1 - pivots]
+
+
+def pairs_by_homology(row_order, row_rank, column_order, column_rank, square_edges, cleared):
+    """The pairs of :func:`pairs_by_cohomology` by reducing the boundaries of the squares;
+    ``cleared`` squares, those that create a cavity in the columns' order, reduce to zero."""
+    columns, pivots = reduce_table(incidence_table(column_rank, square_edges, row_rank, False, cleared))
+    return row_order[pivots], column_order[columns]
 
 
 # --- one pair of images ------------------------------------------------------------------------
@@ -473,9 +599,12 @@ def _sorted_side(sides: _Sides, i: int) -> dict:
     if sides.volume:
         side["facet"] = v[cells.facets]
         side["facet_order"] = descending_order(side["facet"], no_ties)
-        rank = np.empty(side["edge_order"].size, np.int32)
-        rank[side["edge_order"]] = np.arange(rank.size, dtype=np.int32)
-        side["edge_rank"] = rank
+        lowest, highest = sides.maps[i].min(), sides.maps[i].max()
+        side["mask"] = bool(((sides.maps[i] == lowest) | (sides.maps[i] == highest)).all())
+        for kind in ("edge", "facet"):
+            order = side[kind + "_order"]
+            side[kind + "_rank"] = np.empty(order.size, np.int32)
+            side[kind + "_rank"][order] = np.arange(order.size, dtype=np.int32)
     else:
         side["facet"], side["facet_order"] = side["edge"], side["edge_order"]
     return side
@@ -485,22 +614,33 @@ def _own_bars(sides: _Sides, side: dict, top_c: np.ndarray, middle: bool) -> dic
     """Bars of ``P`` or ``G`` in every dimension (cells in the Layout's terms)."""
     cells = sides.cells
     side["dim0"] = bars_dim0(side["vertex"], side["edge"], cells.edge_ends, side["edge_order"])
+    side["merged"] = side["dim0"][3]
     side["top_bars"] = bars_top(side["top"], side["facet"], top_c, cells.facet_ends, side["facet_order"])
+    side["created"] = side["top_bars"][3]
     if middle:
-        births, deaths = reduce_squares(side["edge_rank"], cells.square_edges, side["facet_order"], side["top_bars"][3])
+        births, deaths = middle_pairs(cells, side, side)
         keep = side["edge"][births] != side["facet"][deaths]
         side["middle"] = births[keep], deaths[keep]
     return side
 
 
-def _middle_matches(sides: _Sides, p: dict, g: dict, c: dict, created_c: np.ndarray, run) -> np.ndarray:
+def middle_pairs(cells: Layout, rows: dict, columns: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of the boundary matrix of the squares, rows in the order of one map and columns in
+    that of another (or the same): by cohomology, or by homology where the rows' map is a mask
+    (two values), whose long plateaus make cohomology need about thirteen times more column additions
+    (measured on a 64x128x128 noisy prediction against its mask)."""
+    if rows["mask"]:
+        pairs, neighbours, cleared = pairs_by_homology, cells.square_edges, columns["created"]
+    else:
+        pairs, neighbours, cleared = pairs_by_cohomology, cells.edge_squares, rows["merged"]
+    return pairs(rows["edge_order"], rows["edge_rank"], columns["facet_order"], columns["facet_rank"], neighbours, cleared)
+
+
+def _middle_matches(sides: _Sides, p: dict, g: dict, c: dict, run) -> np.ndarray:
     """Matched bars of dimension 1 of a volume: an image bar is matched to the bar of ``P`` born at
     the same edge, and to the bar of ``C`` that dies at the same square."""
     cells = sides.cells
-    jobs = [(p["edge_rank"], cells.square_edges, c["facet_order"], created_c),
-            (g["edge_rank"], cells.square_edges, c["facet_order"], created_c),
-            (c["edge_rank"], cells.square_edges, c["facet_order"], created_c)]
-    image_p, image_g, own_c = run(reduce_squares, jobs)
+    image_p, image_g, own_c = run(middle_pairs, [(cells, rows, c) for rows in (p, g, c)])
     births_c, deaths_c = own_c
     deaths_c = deaths_c[c["edge"][births_c] != c["facet"][deaths_c]]
     matched = []
@@ -567,15 +707,15 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
     run = _sequential if pool is None else (lambda f, jobs: [job.result() for job in [pool.submit(f, *j) for j in jobs]])
     p, g, c = run(_sorted_side, [(sides, i) for i in range(3)])
     p, g = run(_own_bars, [(sides, p, c["top"], middle), (sides, g, c["top"], middle)])
-    (bp, dp, bar_p), (bg, dg, bar_g) = p["dim0"], g["dim0"]
-    matches = match_dim0(c["vertex"], c["edge"], cells.edge_ends, c["edge_order"], p["vertex"], g["vertex"], bar_p, bar_g)
+    (bp, dp, bar_p, _), (bg, dg, bar_g, _) = p["dim0"], g["dim0"]
+    matches, c["merged"] = match_dim0(c["vertex"], c["edge"], cells.edge_ends, c["edge_order"], p["vertex"], g["vertex"], bar_p, bar_g)
     per_dim = [(cells.vertices[bp], cells.edges[dp], cells.vertices[bg], cells.edges[dg], matches)]
     (bp, dp, p_of_c, _), (bg, dg, g_of_c, _) = p["top_bars"], g["top_bars"]
-    top_matches, created_c = match_top(c["top"], c["facet"], cells.facet_ends, c["facet_order"], p_of_c, g_of_c)
+    top_matches, c["created"] = match_top(c["top"], c["facet"], cells.facet_ends, c["facet_order"], p_of_c, g_of_c)
     if middle:
         (bp1, dp1), (bg1, dg1) = p["middle"], g["middle"]
         per_dim.append((cells.edges[bp1], cells.facets[dp1], cells.edges[bg1], cells.facets[dg1],
-                        _middle_matches(sides, p, g, c, created_c, run)))
+                        _middle_matches(sides, p, g, c, run)))
     if maxdim >= ndim - 1:
         per_dim.append((cells.facets[bp], cells.tops[dp], cells.facets[bg], cells.tops[dg], top_matches))
     per_dim = per_dim[:maxdim + 1]

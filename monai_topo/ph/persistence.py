@@ -9,8 +9,8 @@ import torch
 
 from monai_topo.ph.backends import AUTO_BACKEND, BACKENDS, batch_pairs
 from monai_topo.ph.diagram import PersistenceDiagram
-from monai_topo.threads import ph_num_threads
-from monai_topo.validation import check_int, native_array
+from monai_topo.ph.host import probability_values, resolve_workers
+from monai_topo.validation import native_array
 
 CONNECTIVITIES = ("full", "face")
 """``"full"``: 8-connected foreground in 2D, 26 in 3D (background 4/6), the default.
@@ -65,41 +65,14 @@ def as_probability_tensor(x, name: str, spatial_ndims: Sequence[int], layout: st
     return x
 
 
-def _probability_values(x: torch.Tensor, name: str) -> np.ndarray:
-    """The values of ``x`` as a C-contiguous float32/float64 numpy array (a view when possible), checked.
-
-    The checks run in numpy on the host copy that the engines need anyway: one pass each, and no
-    torch thread pool (which is slow to wake when the cores are shared).
-    """
-    values = x.detach().cpu()
-    if values.dtype not in (torch.float32, torch.float64):
-        values = values.float()  # numpy has no bfloat16; the conversion keeps the order of values
-    values = np.ascontiguousarray(values.numpy())
-    if not np.isfinite(values).all():
-        raise ValueError(f"{name} contains NaN or Inf values.")
-    minimum = values.min()
-    if minimum < 0:
-        raise ValueError(
-            f"{name} must hold probabilities (values >= 0), got minimum {float(minimum):.4g}; "
-            "apply torch.sigmoid or torch.softmax to logits first."
-        )
-    return values
-
-
-def _num_workers(num_workers: int | None) -> int:
-    if num_workers is None:
-        return ph_num_threads()  # the package's thread policy: as many as torch uses
-    return check_int(num_workers, "num_workers", minimum=1)
-
-
 def _diagrams(
     items: torch.Tensor, name: str, maxdim: int, connectivity: str, backend: str, num_workers: int | None
 ) -> list[PersistenceDiagram]:
     """Diagrams of a stack ``(n, *spatial)``: one engine call and one gather for the whole stack."""
-    values = _probability_values(items, name)
+    values = probability_values(items, name)
     n = items.shape[0]
     dims, birth_idx, death_idx, counts = batch_pairs(
-        values, maxdim, check_connectivity(connectivity), resolve_backend(backend), _num_workers(num_workers)
+        values, maxdim, check_connectivity(connectivity), resolve_backend(backend), resolve_workers(num_workers)
     )
     item = np.repeat(np.arange(n), counts)
     essential = death_idx < 0

@@ -28,13 +28,13 @@ zero-length pairs are never emitted, and births/deaths are flat indices of the c
 
 from __future__ import annotations
 
-import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
+
+from monai_topo.ph.host import thread_pool
 
 NEVER = np.int64(np.iinfo(np.int64).max)
 LAST_KEY = NEVER - 1  # reverse position of a key: LAST_KEY - key
@@ -191,6 +191,21 @@ def plateau_order(x, shape, ascending):
 
 
 @njit(cache=True, nogil=True)
+def padded_index_of(shape, z, y, x):
+    """Padded index of voxel ``(z, y, x)`` of an image of ``shape`` ``(D, H, W)``: one voxel of
+    padding on every side, none along ``D`` for a 2D image (``D == 1``)."""
+    d, h, w = shape
+    return ((z + (1 if d > 1 else 0)) * (h + 2) + y + 1) * (w + 2) + x + 1
+
+
+@njit(cache=True, nogil=True)
+def padded_size(shape):
+    """Number of cells of the padded grid of :func:`padded_index_of`."""
+    d, h, w = shape
+    return (d + (2 if d > 1 else 0)) * (h + 2) * (w + 2)
+
+
+@njit(cache=True, nogil=True)
 def padded_positions(order, shape):
     """Padded index of each rank and the forward / reverse position arrays on the padded grid.
 
@@ -200,9 +215,7 @@ def padded_positions(order, shape):
     that the sweeps also run on :func:`key_positions`.
     """
     d, h, w = shape
-    pad_z = 1 if d > 1 else 0
-    pd, ph, pw = d + 2 * pad_z, h + 2, w + 2
-    size = pd * ph * pw
+    size = padded_size(shape)
     n = order.size
     rank = np.empty(n, np.int32)
     for i in range(n):
@@ -213,7 +226,7 @@ def padded_positions(order, shape):
     v = 0
     for z in range(d):  # in memory order: no divisions, and two of the three writes are sequential
         for y in range(h):
-            p = ((z + pad_z) * ph + y + 1) * pw + 1
+            p = padded_index_of(shape, z, y, 0)
             for _ in range(w):
                 r = rank[v]
                 padded_index[r] = p
@@ -239,15 +252,14 @@ def key_positions(x, shape):
         return failed
     bits = x.view(np.uint32)
     d, h, w = shape
-    pad_z = 1 if d > 1 else 0
-    size = (d + 2 * pad_z) * (h + 2) * (w + 2)
+    size = padded_size(shape)
     forward = np.full(size, NEVER, np.int64)
     reverse = np.arange(-size, 0)
     first = NEVER
     v = 0
     for z in range(d):
         for y in range(h):
-            p = ((z + pad_z) * (h + 2) + y + 1) * (w + 2) + 1
+            p = padded_index_of(shape, z, y, 0)
             for _ in range(w):
                 b = np.int64(bits[v])
                 if b == 0x80000000:  # -0.0 is 0.0
@@ -336,22 +348,28 @@ def cube_offsets(shape):
 
 
 @njit(cache=True, nogil=True)
-def _voxel(order, position, reverse):
-    """Flat index in the image of the voxel at a sweep position (``order`` empty: positions are keys)."""
-    if order.size == 0:
-        return (LAST_KEY - position if reverse else position) & 0xFFFFFFFF
-    return order[order.size - 1 - position] if reverse else order[position]
+def _at_position(by_rank, position, reverse):
+    """The entry of ``by_rank`` (a table indexed by rank) for a (non-negative) sweep position."""
+    return by_rank[by_rank.size - 1 - position] if reverse else by_rank[position]
 
 
 @njit(cache=True, nogil=True)
-def _padded_at(order, padded_index, shape, position, reverse):
+def voxel_at(prepared, position, reverse):
+    """Flat index in the image of the voxel at a sweep position (positions are keys where
+    ``prepared.order`` is empty)."""
+    if prepared.order.size == 0:
+        return (LAST_KEY - position if reverse else position) & 0xFFFFFFFF
+    return _at_position(prepared.order, position, reverse)
+
+
+@njit(cache=True, nogil=True)
+def padded_at(prepared, shape, position, reverse):
     """Padded index of the voxel at a sweep position."""
-    if order.size > 0:
-        return padded_index[order.size - 1 - position] if reverse else padded_index[position]
-    d, h, w = shape
-    z, rest = divmod(_voxel(order, position, reverse), h * w)
-    y, x = divmod(rest, w)
-    return ((z + (1 if d > 1 else 0)) * (h + 2) + y + 1) * (w + 2) + x + 1
+    if prepared.order.size > 0:
+        return _at_position(prepared.padded_index, position, reverse)
+    z, rest = divmod(voxel_at(prepared, position, reverse), shape[1] * shape[2])
+    y, x = divmod(rest, shape[2])
+    return padded_index_of(shape, z, y, x)
 
 
 @njit(cache=True, nogil=True)
@@ -360,6 +378,18 @@ def _grown(buffer, needed):
     grown = np.empty(max(16, 2 * buffer.size, needed), buffer.dtype)
     grown[:buffer.size] = buffer
     return grown
+
+
+@njit(cache=True, nogil=True)
+def insert_sorted(buffer, count, value):
+    """Insert ``value`` into the ascending run ``buffer[:count]`` (room for one more is the
+    caller's business); returns ``count + 1``."""
+    j = count
+    while j > 0 and buffer[j - 1] > value:
+        buffer[j] = buffer[j - 1]
+        j -= 1
+    buffer[j] = value
+    return count + 1
 
 
 @njit(cache=True, nogil=True)
@@ -436,7 +466,6 @@ def ascend(forward, reverse, shape, full, ascents, edge_marks, row_start, row_st
     the face-neighbour sweep of a 3D volume, the reverse one for ``full``).
     """
     d, h, w = shape
-    pad_z = 1 if d > 1 else 0
     offsets, corner_bits, face_bits = cube_offsets(shape)
     forward_bits, reverse_bits = (corner_bits, face_bits) if full else (face_bits, corner_bits)
     neighbours = forward_mask = reverse_mask = 0
@@ -461,7 +490,7 @@ def ascend(forward, reverse, shape, full, ascents, edge_marks, row_start, row_st
     row_last, row_last_bit = np.empty(w, np.int64), np.empty(w, np.int64)  # reverse sweep's earliest
     for r in range(max(row_start, 0), min(row_stop, d * h)):
         z, y = divmod(r, h)
-        row = ((z + pad_z) * (h + 2) + y + 1) * (w + 2) + 1
+        row = padded_index_of(shape, z, y, 0)
         row_present[:] = 0
         for b in corner_bits:
             step = offsets[b]
@@ -494,7 +523,7 @@ def _component(ascent, position, q):
 
 
 @njit(cache=True, nogil=True)
-def merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, ascent, candidates, edge_marks):
+def merge_at_saddles(x, prepared, position, shape, corners, reverse, ascent, candidates, edge_marks):
     """Second pass of a sweep: union-find at the saddle candidates, in sweep order, elder rule.
 
     A component is represented by the voxel where it was born (a root: ``ascent[r] == r``); merging
@@ -517,7 +546,7 @@ def merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, 
     earlier = np.empty(bits.size, np.int64)
     earlier_position = np.empty(bits.size, np.int64)
     for i in np.sort(candidates):
-        p = _padded_at(order, padded_index, shape, i, reverse)
+        p = padded_at(prepared, shape, i, reverse)
         n_earlier = 0
         for k in range(bits.size):
             q_position = position[p + offsets[bits[k]]]
@@ -548,8 +577,8 @@ def merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, 
             else:
                 younger = r
             ascent[younger] = outside_cell if root == -1 else root
-            younger_birth = _voxel(order, position[younger], reverse)
-            current = _voxel(order, i, reverse)
+            younger_birth = voxel_at(prepared, position[younger], reverse)
+            current = voxel_at(prepared, i, reverse)
             if x[younger_birth] == x[current]:
                 continue
             # Forward: the component born at ``younger_birth`` dies at ``current``. Reverse: a
@@ -574,6 +603,31 @@ def merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, 
 
 
 @njit(cache=True, nogil=True)
+def _pair_key(latest, other, size, span):
+    """``latest * span + (other + size)``: the key of an edge, and of a square before its local code."""
+    return np.int64(latest) * span + other + size
+
+
+@njit(cache=True, nogil=True)
+def _square_key(latest, second, size, span, code):
+    """Key of a square from its latest and second-latest vertex positions and its local ``code``
+    (normal axis * 4 + corner)."""
+    return _pair_key(latest, second, size, span) * 12 + code
+
+
+@njit(cache=True, nogil=True)
+def _edge_latest(key, span):
+    """The latest vertex position of an edge key."""
+    return key // span
+
+
+@njit(cache=True, nogil=True)
+def _square_latest(key, span):
+    """The latest vertex position of a square key."""
+    return key // 12 // span
+
+
+@njit(cache=True, nogil=True)
 def _strides(shape):
     ph, pw = shape[1] + 2, shape[2] + 2
     return np.array([ph * pw, pw, 1], np.int64)
@@ -590,7 +644,7 @@ def _edge_key(position, low, step, span):
     latest, other = (a, b) if a > b else (b, a)
     if latest == NEVER or latest < 0:
         return np.int64(-1)
-    return np.int64(latest) * span + other + position.size
+    return _pair_key(latest, other, position.size, span)
 
 
 @njit(cache=True, nogil=True)
@@ -617,13 +671,8 @@ def _coboundary(position, low, axis, strides, span, out):
                         second = value
             if latest == NEVER:
                 continue
-            key = (latest * span + second + position.size) * 12 + (3 - axis - other) * 4 + corner
-            j = count
-            while j > 0 and out[j - 1] > key:
-                out[j] = out[j - 1]
-                j -= 1
-            out[j] = key
-            count += 1
+            count = insert_sorted(out, count, _square_key(latest, second, position.size, span,
+                                                          (3 - axis - other) * 4 + corner))
     return count
 
 
@@ -645,12 +694,6 @@ def _latest_face_at(position, vertex, square_key, strides, span):
         axis, step = high_axis, high_step
     low = min(vertex, vertex + step)
     return low, axis, _edge_key(position, low, strides[axis], span)
-
-
-@njit(cache=True, nogil=True)
-def _vertex_at(padded_index, latest, reverse):
-    """Padded index of the vertex at a (non-negative) sweep position."""
-    return padded_index[padded_index.size - 1 - latest] if reverse else padded_index[latest]
 
 
 @njit(cache=True, nogil=True)
@@ -686,7 +729,7 @@ def _earliest_coface_in_star(position, vertex, other, axis, strides, span):
                 best_apparent = other_position > beside
     if best_second == NEVER:
         return np.int64(-1), False
-    return (np.int64(latest) * span + best_second + position.size) * 12 + best_code, best_apparent
+    return _square_key(latest, best_second, position.size, span, best_code), best_apparent
 
 
 @njit(cache=True, nogil=True)
@@ -800,7 +843,7 @@ def _rehashed(keys, values):
 
 
 @njit(cache=True, nogil=True)
-def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
+def reduce_middle(x, prepared, position, shape, reverse, candidates):
     """Second pass of dimension 1: persistent cohomology of the non-apparent edges.
 
     Columns (coboundaries) are reduced from the latest edge to the earliest, the working column
@@ -810,7 +853,7 @@ def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
     """
     strides = _strides(shape)
     size = position.size
-    span = np.int64(size) + order.size
+    span = np.int64(size) + prepared.order.size
     candidates = np.sort(candidates)
     owner_keys = np.full(1024, -1, np.int64)  # hash table: pivot square -> column
     owner_columns = np.empty(1024, np.int64)
@@ -825,9 +868,9 @@ def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
     count = 0
     for c in range(candidates.size - 1, -1, -1):
         key = candidates[c]
-        vertex = _vertex_at(padded_index, key // span, reverse)
+        vertex = padded_at(prepared, shape, _edge_latest(key, span), reverse)
         other = key % span - size
-        other_vertex = other + size if other < 0 else _vertex_at(padded_index, other, reverse)
+        other_vertex = other + size if other < 0 else padded_at(prepared, shape, other, reverse)
         step = abs(other_vertex - vertex)
         axis = 0 if step == strides[0] else (1 if step == strides[1] else 2)
         length = 0
@@ -840,7 +883,7 @@ def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
                 break
             # The column owning the pivot starts with it: add the rest of that column.
             # An apparent pair (face, pivot) is recognised from the pivot's neighbourhood alone.
-            square_vertex = _vertex_at(padded_index, pivot // 12 // span, reverse)
+            square_vertex = padded_at(prepared, shape, _square_latest(pivot, span), reverse)
             face_low, face_axis, face_key = _latest_face_at(position, square_vertex, pivot, strides, span)
             if face_key != key:
                 face_other = face_low if face_low != square_vertex else face_low + strides[face_axis]
@@ -879,8 +922,8 @@ def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
                 pool_size += 1
             n_columns += 1
             column_start = _append(column_start, n_columns, pool_size)
-            birth = _voxel(order, key // span, reverse)
-            death = _voxel(order, pivot // 12 // span, reverse)
+            birth = voxel_at(prepared, _edge_latest(key, span), reverse)
+            death = voxel_at(prepared, _square_latest(pivot, span), reverse)
             if x[birth] != x[death]:
                 if reverse:  # the complement's pair, read backwards
                     birth, death = death, birth
@@ -898,9 +941,19 @@ def reduce_middle(x, order, padded_index, position, shape, reverse, candidates):
 # (V-construction of the padded complement, which is the T-construction of x by duality).
 
 
+class Prepared(NamedTuple):
+    """Positions of one image, from :func:`prepare` (a tuple to numba)."""
+
+    order: np.ndarray  # rank -> flat voxel index; empty where positions are keys
+    padded_index: np.ndarray  # rank -> padded index; empty likewise
+    forward: np.ndarray  # padded index -> position in the forward sweep
+    reverse: np.ndarray  # padded index -> position in the reverse sweep
+    essential: np.int64  # flat index of the voxel where the essential component is born
+
+
 @njit(cache=True, nogil=True)
 def prepare(x, shape, full, maxdim):
-    """Positions of one image: ``(order, padded_index, forward, reverse, essential voxel)``.
+    """:class:`Prepared` positions of one image.
 
     Sweeps alone compare positions, so float32 images use :func:`key_positions` (no sort; ``order``
     and ``padded_index`` empty). The middle dimension packs ranks into its keys: it sorts, equal
@@ -910,11 +963,11 @@ def prepare(x, shape, full, maxdim):
     if not needs_middle(shape, maxdim):
         done, forward, reverse, essential = key_positions(x, shape)
         if done:
-            return no_ranks, no_ranks, forward, reverse, essential
+            return Prepared(no_ranks, no_ranks, forward, reverse, essential)
     ties = plateau_order(x, shape, full) if needs_middle(shape, maxdim) else np.zeros(0, np.int32)
     order = descending_order(x, ties)
     padded_index, forward, reverse = padded_positions(order, shape)
-    return order, padded_index, forward, reverse, np.int64(order[0])
+    return Prepared(order, padded_index, forward, reverse, np.int64(order[0]))
 
 
 @njit(cache=True, nogil=True)
@@ -938,13 +991,13 @@ def new_edge_marks(position, shape, maxdim):
 @njit(cache=True, nogil=True)
 def new_ascents(prepared):
     """The pointer arrays of the two sweeps (filled by :func:`first_pass`)."""
-    return np.empty((2, prepared[2].size), np.int32)
+    return np.empty((2, prepared.forward.size), np.int32)
 
 
 @njit(cache=True, nogil=True)
 def first_pass(prepared, shape, full, ascents, edge_marks, row_start, row_stop):
     """:func:`ascend` of both sweeps over rows ``row_start:row_stop``: ``(forward, reverse)`` candidates."""
-    return ascend(prepared[2], prepared[3], shape, full, ascents, edge_marks, row_start, row_stop)
+    return ascend(prepared.forward, prepared.reverse, shape, full, ascents, edge_marks, row_start, row_stop)
 
 
 @njit(cache=True, nogil=True)
@@ -954,26 +1007,24 @@ def saddle_pass(x, prepared, shape, full, reverse, ascents, candidates, edge_mar
     The forward sweep uses the image's connectivity, the reverse one the dual connectivity; the
     sweep on face neighbours records the clearing marks of the middle dimension.
     """
-    order, padded_index, forward, backward, _ = prepared
     corners = full != reverse
     marks = np.zeros(0, np.uint8) if corners else edge_marks
-    position = backward if reverse else forward
-    return merge_at_saddles(x, order, padded_index, position, shape, corners, reverse, ascents[int(reverse)],
+    position = prepared.reverse if reverse else prepared.forward
+    return merge_at_saddles(x, prepared, position, shape, corners, reverse, ascents[int(reverse)],
                             candidates, marks)
 
 
 @njit(cache=True, nogil=True)
 def middle_candidates(prepared, shape, full, edge_marks, z_start, z_stop):
     """:func:`classify_edges` on the sweep that carries the middle dimension."""
-    order, padded_index, forward, backward, _ = prepared
-    return classify_edges(backward if full else forward, shape, order.size, edge_marks, z_start, z_stop)
+    position = prepared.reverse if full else prepared.forward
+    return classify_edges(position, shape, prepared.order.size, edge_marks, z_start, z_stop)
 
 
 @njit(cache=True, nogil=True)
 def middle_reduction(x, prepared, shape, full, candidates):
     """:func:`reduce_middle` on the sweep that carries the middle dimension."""
-    order, padded_index, forward, backward, _ = prepared
-    return reduce_middle(x, order, padded_index, backward if full else forward, shape, full, candidates)
+    return reduce_middle(x, prepared, prepared.reverse if full else prepared.forward, shape, full, candidates)
 
 
 @njit(cache=True, nogil=True)
@@ -1020,7 +1071,7 @@ def image_pairs(x, shape, full, maxdim):
         Flat indices of the critical voxels (``deaths == -1`` for the essential bar), by dimension.
     """
     prepared = prepare(x, shape, full, maxdim)
-    edge_marks = new_edge_marks(prepared[2], shape, maxdim)
+    edge_marks = new_edge_marks(prepared.forward, shape, maxdim)
     ascents = new_ascents(prepared)
     forward_candidates, reverse_candidates = first_pass(prepared, shape, full, ascents, edge_marks, 0, shape[0] * shape[1])
     births0, deaths0 = saddle_pass(x, prepared, shape, full, False, ascents, forward_candidates, edge_marks)
@@ -1031,7 +1082,7 @@ def image_pairs(x, shape, full, maxdim):
     if needs_middle(shape, maxdim):
         candidates = middle_candidates(prepared, shape, full, edge_marks, 0, shape[0] + 2)
         births1, deaths1 = middle_reduction(x, prepared, shape, full, candidates)
-    return assemble(prepared[4], shape, maxdim, births0, deaths0, births1, deaths1, births_top, deaths_top)
+    return assemble(prepared.essential, shape, maxdim, births0, deaths0, births1, deaths1, births_top, deaths_top)
 
 
 @njit(cache=True, nogil=True)
@@ -1087,7 +1138,7 @@ def _image_pairs_parallel(x: np.ndarray, shape: tuple[int, int, int], full: bool
     marks are ready; only the final reduction is sequential.
     """
     prepared = prepare(x, shape, full, maxdim)
-    edge_marks = new_edge_marks(prepared[2], shape, maxdim)
+    edge_marks = new_edge_marks(prepared.forward, shape, maxdim)
     ascents = new_ascents(prepared)
     rows = np.linspace(0, shape[0] * shape[1], 2 * workers + 1).astype(int)
     slabs = [pool.submit(first_pass, prepared, shape, full, ascents, edge_marks, int(a), int(b))
@@ -1109,7 +1160,7 @@ def _image_pairs_parallel(x: np.ndarray, shape: tuple[int, int, int], full: bool
         births1, deaths1 = middle_reduction(x, prepared, shape, full, candidates)
     births0, deaths0 = dim0.result()
     births_top, deaths_top = top.result() if top is not None else (np.zeros(0, np.int64),) * 2
-    return assemble(prepared[4], shape, maxdim, births0, deaths0, births1, deaths1, births_top, deaths_top)
+    return assemble(prepared.essential, shape, maxdim, births0, deaths0, births1, deaths1, births_top, deaths_top)
 
 
 def batch_pairs(images: np.ndarray, maxdim: int, full: bool, num_workers: int):
@@ -1140,7 +1191,7 @@ def batch_pairs(images: np.ndarray, maxdim: int, full: bool, num_workers: int):
     workers = max(1, min(num_workers, n)) if n >= num_workers or flat.shape[1] < _PARALLEL_IMAGE_SIZE else num_workers
     if workers == 1:
         return images_pairs(flat, 0, n, shape, full, maxdim)
-    pool = _thread_pool(workers, os.getpid())
+    pool = thread_pool(workers)
     if n >= workers:
         # A few runs of images per thread: a thread that the system holds up leaves its share to the others.
         bounds = np.linspace(0, n, min(n, 4 * workers) + 1).astype(int)
@@ -1149,13 +1200,3 @@ def batch_pairs(images: np.ndarray, maxdim: int, full: bool, num_workers: int):
         tables = [_image_pairs_parallel(image, shape, full, maxdim, pool, workers) for image in flat]
         parts = [(*table, np.array([len(table[0])])) for table in tables]
     return tuple(np.concatenate([part[i] for part in parts]) for i in range(4))
-
-
-@functools.lru_cache(maxsize=None)
-def _thread_pool(workers: int, pid: int) -> ThreadPoolExecutor:
-    """A lasting pool per thread count: starting threads on every call costs more than a small batch.
-
-    Keyed by process id as well: a forked child (a data-loader worker) inherits the pool object
-    but not its threads, and would wait forever on it.
-    """
-    return ThreadPoolExecutor(workers, thread_name_prefix="monai_topo_ph")
