@@ -166,9 +166,14 @@ def test_evaluate_saves_dice_and_topology_metrics_as_csv(trained_bundle, tmp_pat
                  **TINY_DATA[name])
     with open(tmp_path / "metrics.csv") as stream:
         metrics = {row[0]: float(row[1]) for row in csv.reader(stream)}
-    assert set(metrics) == {"mean_dice", "topological_correctness", "betti_error", "betti_matching_error", "cldice"}
+    dims = range(2 if name == CARDIAC else 3)
+    per_dimension = {f"betti_matching_error_dim{d}" for d in dims}
+    assert set(metrics) == {"mean_dice", "topological_correctness", "betti_error", "betti_matching_error", "cldice",
+                            *per_dimension}
     assert all(0 <= metrics[k] <= 1 for k in ("mean_dice", "topological_correctness", "cldice"))
     assert metrics["betti_error"] >= 0 and metrics["betti_matching_error"] >= 0
+    # the total is the sum over the dimensions
+    assert metrics["betti_matching_error"] == pytest.approx(sum(metrics[k] for k in per_dimension))
     with open(tmp_path / "topological_correctness_raw.csv") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == TINY_DATA[name]["synthetic_data"]["n_test"]

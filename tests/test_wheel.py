@@ -87,8 +87,6 @@ def test_copy_and_run_the_placenta_bundle_from_the_wheel(venv):
     assert sorted(os.listdir(copied)) == sorted(os.listdir(installed))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14 open: the shipped cardiac weights are under-trained (leave-one-patient-out "
-                   "Dice 0.35) and give (2, 1) on this slice; strict, so it fails loudly once better weights land")
 def test_cardiac_bundle_from_the_wheel_on_real_slices(venv, shared_data):
     """The shipped cardiac weights on a real Sunnybrook slice and a stack: one ring per slice."""
     python, env, work = venv

@@ -10,10 +10,11 @@ then score every labelled slice of each patient with the weights of the fold tha
     python bundles/cardiac_myocardium_topo/scripts/evaluate_lopo.py --dataset_dir ../shared/data/sunnybrook_myo \
         --folds_dir FOLDS --output lopo.json
 
-Each slice goes through the bundle's own ``preprocessing``, ``window_inferer`` and ``refine_args`` (inference.json;
-what its ``inferer`` does on a 2D item);
-the prediction is resampled back to the slice's grid (``Invertd``) and scored there against the original mask
-at threshold 0.5: Dice, whether it is one ring (Betti numbers equal to ``prior``), and the Betti error
+Each slice goes through the bundle's own ``preprocessing`` (resampling, intensity scaling, and the crop around the
+heart that the fold's network finds in the whole slice), ``window_inferer`` and ``refine_args`` (inference.json;
+what its ``inferer`` does on a 2D item); the inference time per slice includes the preprocessing;
+the prediction is thresholded at 0.5 and resampled back to the slice's grid (``Invertd``, nearest neighbour), as
+inference.json's ``postprocessing`` does, and scored there against the original mask: Dice, whether it is one ring (Betti numbers equal to ``prior``), and the Betti error
 Σ_k |β_k(pred) − β_k(label)| (full connectivity), without and with the Eq. 5 refinement.
 """
 
@@ -58,6 +59,8 @@ def main() -> None:
     parser.add_argument("--output", default="lopo.json")
     parser.add_argument("--no_refine", action="store_true", help="skip Eq. 5")
     parser.add_argument("--patients", nargs="*", help="score only these patients (e.g. one process per fold)")
+    parser.add_argument("--refine_args", type=json.loads, default={},
+                        help='JSON overriding the bundle\'s refine_args, e.g. \'{"lr": 0.001}\' (default: the bundle\'s)')
     parser.add_argument("--combine", nargs="*", help="summarise the slices of these outputs instead of scoring")
     args = parser.parse_args()
     if args.combine:
@@ -68,30 +71,33 @@ def main() -> None:
     config = ConfigParser()
     config.read_config(str(BUNDLE / "configs" / "inference.json"))
     config["bundle_root"] = str(BUNDLE)
+    config["device"] = "$torch.device('cpu')"
+    # the preprocessing's LocalisedCropd finds the heart with this same instance: each fold's weights go into it
+    network = config.get_parsed_content("network")
     preprocessing, inferer = config.get_parsed_content("preprocessing"), config.get_parsed_content("window_inferer")
-    prior, refine_args = config.get_parsed_content("prior"), dict(config.get_parsed_content("refine_args"))
+    prior, refine_args = config.get_parsed_content("prior"), dict(config.get_parsed_content("refine_args"), **args.refine_args)
     threshold = refine_args["threshold"]
-    invert = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False)
+    # as inference.json's postprocessing: threshold on the network's grid, then back to the slice's (nearest)
+    invert = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=True)
     load = LoadImage(image_only=True, ensure_channel_first=True)
 
     items = sunnybrook_datalist(args.dataset_dir, prior=prior, label_betti=prior)["training"]
     rows = []
     for patient in sorted(args.patients or {patient_of(i["image"]) for i in items}):
-        network = config.get_parsed_content("network_def", instantiate=True)
         state = torch.load(Path(args.folds_dir) / f"fold_{patient}" / "model.pt", map_location="cpu")
         network.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
         network.eval()
         for item in (i for i in items if patient_of(i["image"]) == patient):
+            start = time.perf_counter()
             data = preprocessing({"image": item["image"]})
             label = load(item["label"])[0].numpy() > 0
-            start = time.perf_counter()
             with torch.no_grad():
                 probs = torch.sigmoid(inferer(data["image"][None], network))[0]
             seconds = time.perf_counter() - start
 
-            def on_grid(p: torch.Tensor) -> np.ndarray:
-                pred = MetaTensor(p.as_subclass(torch.Tensor), meta=data["image"].meta)
-                return invert(dict(data, pred=pred))["pred"][0].numpy() >= threshold
+            def on_grid(p: torch.Tensor, data: dict = data) -> np.ndarray:
+                pred = MetaTensor((p.as_subclass(torch.Tensor) >= threshold).float(), meta=data["image"].meta)
+                return invert(dict(data, pred=pred))["pred"][0].numpy() > 0.5
 
             row = {"patient": patient, "image": Path(item["image"]).name, "seconds": seconds,
                    "plain": score(on_grid(probs), label, prior)}
