@@ -193,3 +193,25 @@ def test_ph_floor_scores_the_floored_map():
     assert record["loss"][0] == pytest.approx(expected, rel=1e-4, abs=1e-6)
     with pytest.raises(ValueError, match="ph_floor=0.6 must be below threshold"):
         refine_with_topology(net, image, prior=(1, 0), ph_floor=0.6)
+
+
+def test_roi_mode_returns_an_item_that_has_the_prior_unchanged():
+    """Zero steps: the whole item's prediction, not the box's (which differs at the box edges, by padding)."""
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+        net.weight[0, 0, 1, 1] = 10.0
+        net.bias.fill_(-7.0)  # logit 10 x + neighbours - 7: a bright disc above 0.5, a grey background below 0.2
+    yy, xx = np.mgrid[:48, :48]
+    disc = (yy - 24) ** 2 + (xx - 24) ** 2 <= 36
+    image = torch.from_numpy(np.where(disc, 1.0, 0.3).astype(np.float32))[None]
+    with torch.no_grad():
+        whole = torch.sigmoid(net(image[None]))[0]
+        box = torch.sigmoid(net(image[None, :, 18:31, 18:31]))[0]
+    assert not torch.equal(box, whole[:, 18:31, 18:31])  # the premise: a cropped input changes the edge pixels
+    for prior in ((1, 0), (2, 0)):  # satisfied, and not satisfied with no step allowed
+        probs, record = refine_with_topology(net, image, prior, roi_threshold=0.2, roi_margin=0, roi_divisible=1,
+                                             iterations=0, sigmoid=True)
+        assert record["roi"] is not None and record["iterations"] == 0
+        assert record["betti_after"] == record["betti_before"] == [(1, 0)]
+        assert torch.equal(probs, whole)

@@ -375,7 +375,9 @@ def refine_with_topology(
         for step in range(iterations + 1):
             if step > 0:
                 probs = predict(x_work)
-            if stop_when_satisfied or step == iterations:
+            if step == 0:  # before any step the result is the initial whole-item prediction, also with an ROI
+                betti_after, satisfied = betti_before, satisfied_before
+            elif stop_when_satisfied or step == iterations:
                 betti_after, satisfied = topology(assemble(probs.detach()))
             if step == iterations or (stop_when_satisfied and satisfied):
                 break
@@ -385,7 +387,9 @@ def refine_with_topology(
             loss.backward()
             optim.step()
             trace.append(float(loss.detach()))
-        final = assemble(probs.detach())
+        # The ROI's prediction differs from the whole item's near the box edges (padding): without a
+        # step, keep the whole item's, so an item that already has the prior is returned unchanged.
+        final = assemble(probs.detach()) if trace else full_reference
         record = {
             "iterations": len(trace),
             "loss": trace,
