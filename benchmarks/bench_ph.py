@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import cripser
 import gudhi
@@ -204,8 +205,9 @@ def stage_times(volume: np.ndarray) -> dict[str, float]:
     timed("numpy.argsort", np.argsort, x)
     ties = timed("plateau order", unionfind.plateau_order, x, shape, True)
     order = timed("sort (radix)", unionfind.descending_order, x, ties)
-    prepared = (order, *timed("positions", unionfind.padded_positions, order, shape), np.int64(order[0]))
-    marks = unionfind.new_edge_marks(prepared[2], shape, 2)
+    prepared = unionfind.Prepared(order, *timed("positions", unionfind.padded_positions, order, shape),
+                                  np.int64(order[0]))
+    marks = unionfind.new_edge_marks(prepared.forward, shape, 2)
     ascents = unionfind.new_ascents(prepared)
     forward, reverse = timed("sweeps: first pass", unionfind.first_pass, prepared, shape, True, ascents, marks, 0,
                              shape[0] * shape[1])
@@ -318,6 +320,13 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def publish(report: str, out: str | None) -> None:
+    """Print a benchmark's report, and write it to ``out`` too where given."""
+    print(report)
+    if out:
+        Path(out).write_text(report)
+
+
 def machine() -> str:
     """CPU model and core count, for the record."""
     model = platform.processor() or "unknown CPU"
@@ -343,10 +352,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     started = machine()
     results = run_benchmark(args.size, args.repeats, memory=not args.no_memory)
     report = f"Machine at the start: {started}\nMachine at the end: {machine()}\n\n{markdown(results)}\n"
-    print(report)
-    if args.out:
-        with open(args.out, "w") as out:
-            out.write(report)
+    publish(report, args.out)
     return results
 
 

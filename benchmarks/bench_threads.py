@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ph import machine, median_time  # noqa: E402
+from bench_ph import machine, median_time, publish  # noqa: E402
 from bench_training import bundle_network  # noqa: E402
 
 from monai_topo.data import myocardium_phantom, placenta_phantom  # noqa: E402
@@ -149,9 +149,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     results = rows(SIZES[args.size], args.loads, args.repeats)
     report = (f"Machine: {machine()}; {CORES} cores\n\n{markdown(results)}\n\n"
               f"(total {time.perf_counter() - start:.0f} s)\n")
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report)
+    publish(report, args.out)
     return results
 
 

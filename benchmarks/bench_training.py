@@ -44,7 +44,7 @@ from monai.losses import DiceLoss
 from monai.transforms import ScaleIntensityRangePercentiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ph import machine, median_time, peak_memory_mb, probability_maps  # noqa: E402
+from bench_ph import machine, median_time, publish, peak_memory_mb, probability_maps  # noqa: E402
 
 from monai_topo.data import myocardium_phantom, placenta_phantom  # noqa: E402
 from monai_topo.losses import BettiMatchingLoss, PersistenceMatchingLoss, TopologicalPriorLoss  # noqa: E402
@@ -373,9 +373,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     results = {name: run() if only is None or name in only else [] for name, run in parts.items()}
     report = (f"Machine: {machine()}; torch threads {threads} (monai_topo.threads.configure_threads)\n\n"
               f"{markdown(results)}\n\n(total {time.perf_counter() - start:.0f} s)\n")
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report)
+    publish(report, args.out)
     return results
 
 

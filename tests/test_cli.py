@@ -341,6 +341,17 @@ def test_bundle_found_by_name_in_the_search_path(bundle, monkeypatch):
         resolve_bundle("no_such_bundle")
 
 
+def torchrun_infer(bundle, inputs, out) -> subprocess.CompletedProcess:
+    """``monai-topo infer`` on two CPU processes started by ``torchrun``."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "monai_topo.cli", "infer", "--bundle", str(bundle), "--input", str(inputs), "--output", str(out),
+        "--device", "cpu", "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+
+
 def test_two_processes_split_the_cases_and_write_each_output_once(bundle, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -349,13 +360,7 @@ def test_two_processes_split_the_cases_and_write_each_output_once(bundle, tmp_pa
         image = _off_centre_ring() if i % 2 else disc(21)
         nib.save(nib.Nifti1Image(image.astype(np.float32), np.eye(4)), inputs / f"{name}.nii.gz")
     out = tmp_path / "out"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "monai_topo.cli", "infer", "--bundle", str(bundle), "--input", str(inputs), "--output", str(out),
-        "--device", "cpu", "--quiet",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    done = torchrun_infer(bundle, inputs, out)
     assert done.returncode == 0, done.stderr[-3000:]
     content = json.loads((out / "inference_report.json").read_text())
     assert content["run"]["world_size"] == 2
@@ -370,13 +375,7 @@ def test_a_setup_error_of_rank_0_stops_every_process_with_its_message(bundle, in
     out = tmp_path / "out"
     out.mkdir()
     (out / "inference_report.json").write_text("{}")  # read by rank 0 only
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "monai_topo.cli", "infer", "--bundle", str(bundle), "--input", str(inputs), "--output", str(out),
-        "--device", "cpu", "--quiet",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    done = torchrun_infer(bundle, inputs, out)
     assert done.returncode != 0
     assert done.stderr.count("monai-topo infer: error:") == 2, done.stderr[-3000:]  # both ranks, not rank 0 alone
     assert done.stderr.count("not a monai-topo report") == 2

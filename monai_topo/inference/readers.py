@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 from monai.config import PathLike
 from monai.data import ImageReader, MetaTensor
 from monai.data.image_reader import _copy_compatible_dict, _stack_images
