@@ -40,8 +40,8 @@ _EXPORTS = {
 }
 
 
-_SUBPACKAGES = ("data", "engines", "handlers", "inference", "losses", "metrics", "ph", "priors", "transforms",
-                "validation")
+_SUBPACKAGES = ("data", "engines", "handlers", "inference", "losses", "metrics", "ph", "priors", "threads",
+                "transforms", "validation")
 
 
 def __getattr__(name: str):

@@ -8,6 +8,7 @@ under ``/root``).
 
 import json
 import os
+import pkgutil
 import shutil
 import stat
 import subprocess
@@ -52,6 +53,17 @@ def test_top_level_names_load_on_first_use():
     assert set(monai_topo.__all__) <= set(dir(monai_topo))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         monai_topo.nope  # noqa: B018
+
+
+def test_every_module_is_reachable_from_import_monai_topo_in_a_fresh_process():
+    """Bundle configs import ``monai_topo`` alone, then use ``monai_topo.<module>.<name>``."""
+    modules = sorted(info.name for info in pkgutil.iter_modules(monai_topo.__path__) if info.name not in ("__main__", "cli"))
+    # dir() before anything is imported: a module that only loads as a side effect of another is not listed
+    code = (f"import monai_topo\nmissing = set({modules!r}) - set(dir(monai_topo))\n"
+            f"for name in {modules!r}:\n    getattr(monai_topo, name)\nprint(sorted(missing) or 'ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
