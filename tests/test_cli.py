@@ -563,34 +563,38 @@ COMPLETE = ("items", "priors", "betti_before", "betti_after", "satisfied_before"
             "seconds")
 
 
+KILLED_AT = """
+import os, signal, sys
+from monai_topo.cli import main
+from monai_topo.inference import atomic
+point, calls = int(sys.argv[1]), []
+
+def hook(step, final):
+    calls.append(step)
+    if len(calls) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+atomic.FAULT_HOOK = hook
+code = main(sys.argv[2:])
+print(len(calls))
+sys.exit(code)
+"""
+
+
 def _run_killed_at(bundle, inputs, out, point: int) -> int:
-    """Run infer in a forked child that SIGKILLs itself at the ``point``-th atomic write step; the hook count."""
-    from monai_topo.inference import atomic
+    """Run infer in a child process that SIGKILLs itself at the ``point``-th atomic write step; the hook count.
 
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: count write steps, die at the chosen one
-        os.close(read)
-        torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork()
-        calls = []
-
-        def hook(step, final):
-            calls.append(step)
-            if len(calls) == point:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        atomic.FAULT_HOOK = hook
-        try:
-            infer(bundle, inputs, out, "--no-postprocess")
-        finally:
-            os.write(write, str(len(calls)).encode())
-            os._exit(0)
-    os.close(write)
-    _, status = os.waitpid(pid, 0)
-    count = os.read(read, 64)
-    os.close(read)
-    assert os.WIFSIGNALED(status) == (not count), status
-    return int(count) if count else point
+    A fresh process, not ``os.fork()``: a forked child of this multi-threaded test process can hang
+    in its first OpenMP region (the parent's thread pool does not survive the fork).
+    """
+    command = [sys.executable, "-c", KILLED_AT, str(point), "infer", "--bundle", str(bundle), "--input", str(inputs),
+               "--output", str(out), "--quiet", "--no-postprocess"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode == -signal.SIGKILL:
+        return point
+    assert done.returncode == 0, done.stderr[-3000:]
+    return int(done.stdout.split()[-1])
 
 
 def test_a_kill_at_any_write_step_leaves_a_run_that_resumes_with_a_complete_report(bundle, tmp_path):
