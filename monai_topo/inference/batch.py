@@ -336,10 +336,10 @@ def run_batch(
     with process_group(requested) as (rank, world_size, device):
         model = load_bundle(parser, device, prior=prior, postprocess=postprocess)
         add_simpleitk_reader(model.preprocessing)
-        make_output_folder(output)
         earlier, error = {}, None
-        if rank == 0:
+        if rank == 0:  # one process creates and probes the folder: two probing it at once race on the probe file
             try:
+                make_output_folder(output)
                 earlier = read_rows(output)
                 remove_temporaries(output)
             except (ValueError, OSError) as exc:  # every process stops with it, none waits for rank 0
