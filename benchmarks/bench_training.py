@@ -66,14 +66,17 @@ SIZES = {
 # Eq. 5 per volume, λ = 0.005 (the paper's placenta setting), Adam, stop once the output is one blob,
 # with the placenta bundle's shipped weights (trained on 96×240×256 phantoms). The tail modes refine
 # the last two decoder stages of its U-Net (7 parameterised layers) with the frozen part computed
-# once, at ten times the whole network's learning rate; "default" is refine_with_topology's defaults
-# (roi_threshold="auto": the region of interest for 3D items of 64×128×128 voxels or more).
+# once, at 30 times the whole network's learning rate; "default" is refine_with_topology's defaults
+# (for 3D items of 64×128×128 voxels or more: the region of interest, the PH floor and bfloat16);
+# "tail + defaults" is the placenta bundle's setting.
 VOLUME_MODES = {
-    "whole network": {"roi_threshold": None},
-    "ROI (roi_threshold=0.2)": {"roi_threshold": 0.2},
-    "tail (refine_last=7)": {"refine_last": 7, "lr": 1e-3, "roi_threshold": None},
-    "tail + ROI": {"refine_last": 7, "lr": 1e-3, "roi_threshold": 0.2},
+    "whole network": {"roi_threshold": None, "amp": False},
+    "ROI (roi_threshold=0.2)": {"roi_threshold": 0.2, "amp": False},
+    "tail (refine_last=7)": {"refine_last": 7, "lr": 3e-3, "roi_threshold": None, "amp": False},
+    "tail + ROI": {"refine_last": 7, "lr": 3e-3, "roi_threshold": 0.2, "amp": False},
+    "tail + bfloat16": {"refine_last": 7, "lr": 3e-3, "roi_threshold": None, "amp": True},
     "default": {},
+    "tail + defaults": {"refine_last": 7, "lr": 3e-3},
 }
 
 
@@ -348,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="run only these parts (default: all)")
     parser.add_argument("--losses-only", action="store_true", help="time the losses only (same as --only losses)")
     parser.add_argument("--modes", nargs="+", choices=list(VOLUME_MODES), help="refinement modes of the volume rows")
+    parser.add_argument("--iterations", type=int, help="iteration cap of the volume rows (default: the size's)")
     parser.add_argument("--volumes", type=int, help="test phantoms per size in the volume rows (default: the size's)")
     parser.add_argument("--loss-3d", help="the 3D loss workload instead of the size's, e.g. 96x240x256 (one volume)")
     parser.add_argument("--losses", nargs="+", help="time only these losses (row names, ours or topolosses')")
@@ -364,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             parser.error(f"--loss-3d must read DxHxW with sizes >= 2, e.g. 96x240x256, got {args.loss_3d!r}")
     if args.volumes is not None:
         size["large_items"] = args.volumes
+    if args.iterations is not None:
+        size["volume_iterations"] = args.iterations
     threads = configure_threads()  # the package's policy: this process's share of the free cores
     start = time.perf_counter()
     only = ["losses"] if args.losses_only else args.only
