@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
-from monai.inferers import Inferer
+from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from monai.utils import set_determinism
 
@@ -158,6 +158,32 @@ def test_cardiac_end_slices_get_the_range_prior(tmp_path):
     assert inferer.item_priors(1, sliced=True) == [ring]
     assert inferer.item_priors(5, sliced=True) == [end, ring, ring, ring, end]
     assert inferer.item_priors(1, sliced=False) == [ring]
+
+
+class _CountingInferer(SimpleInferer):
+    calls = 0
+
+    def __call__(self, inputs, network, *args, **kwargs):
+        self.calls += 1
+        return super().__call__(inputs, network, *args, **kwargs)
+
+
+def test_refinement_runs_through_the_refine_inferer():
+    """``refine_inferer`` serves the refinement (its initial prediction and each step), ``inferer`` the
+    unrefined output; for a window-independent network both give the same refined output."""
+    torch.manual_seed(0)
+    net, x = torch.nn.Conv3d(1, 1, 1), torch.rand(1, 1, 16, 16, 16)  # 1x1x1: no window edge effects
+    args = {"iterations": 3, "stop_when_satisfied": False, "lr": 1e-2}
+    window, direct = SlidingWindowInferer((16, 16, 8), overlap=0.5), _CountingInferer()
+    refined = SliceWiseInferer(window, prior=[1, 0, 0], refine_args=args, refine_inferer=direct)(x, net)
+    assert direct.calls == 4  # the initial prediction and three steps
+    windowed = SliceWiseInferer(window, prior=[1, 0, 0], refine_args=args)(x, net)
+    torch.testing.assert_close(refined, windowed, rtol=1e-4, atol=1e-4)
+    plain, unrefined = _CountingInferer(), _CountingInferer()
+    out = SliceWiseInferer(plain, prior=[1, 0, 0], refine=False, refine_inferer=unrefined)(x, net)
+    assert plain.calls == 1 and unrefined.calls == 0
+    with torch.no_grad():
+        torch.testing.assert_close(out, net(x))
 
 
 def test_evaluate_saves_dice_and_topology_metrics_as_csv(trained_bundle, tmp_path):

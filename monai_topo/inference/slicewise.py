@@ -83,6 +83,11 @@ class SliceWiseInferer(Inferer):
     refine_args : dict, optional
         Keyword arguments of :func:`~monai_topo.transforms.refine_with_topology` (``lambda_topo``,
         ``lr``, ``iterations``, ``sigmoid``/``softmax``, ``threshold``, ...).
+    refine_inferer : callable, optional
+        The inferer inside the refinement, for the initial prediction of an item with a prior and
+        every step; default ``inferer``. A ``SimpleInferer`` runs a 3D volume in one pass, each
+        step then costs one forward and backward pass instead of one per window (for a network
+        whose output does not depend on the window, e.g. with batch norm rather than instance norm).
 
     Examples
     --------
@@ -105,6 +110,7 @@ class SliceWiseInferer(Inferer):
         end_slices: int = 1,
         refine: bool = True,
         refine_args: dict[str, Any] | None = None,
+        refine_inferer: Callable | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims not in (None, 1, 2, 3):
@@ -114,6 +120,7 @@ class SliceWiseInferer(Inferer):
         if reserved:
             raise ValueError(f"refine_args must not set {reserved}: SliceWiseInferer gives them per item.")
         self.inferer = SimpleInferer() if inferer is None else inferer
+        self.refine_inferer = self.inferer if refine_inferer is None else refine_inferer
         self.spatial_dims = spatial_dims
         self.prior = prior
         self.end_slice_prior = end_slice_prior
@@ -147,9 +154,10 @@ class SliceWiseInferer(Inferer):
         """Logits ``(C, *spatial)`` of one item or slice and its refinement record (None without a prior)."""
         if prior is None:
             return self.inferer(item[None], network)[0], None
-        options = dict(self.refine_args, inferer=self.inferer)
+        options = dict(self.refine_args, inferer=self.refine_inferer)
         if not self.refine:
-            options["iterations"] = 0  # the network's own output, with the Betti numbers it has
+            # the network's own output, with the Betti numbers it has
+            options.update(iterations=0, inferer=self.inferer)
         probs, record = refine_with_topology(network, item, prior, **options)  # gradients even under no_grad
         return _as_logits(probs, record["activation"]), record
 

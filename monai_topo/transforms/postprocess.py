@@ -383,8 +383,7 @@ def refine_with_topology(
                 if all(e > s for s, e in zip(box_start, box_end)):
                     roi = [box_start.tolist(), box_end.tolist()]
                     x_work = cropper.crop_pad(x[0], box_start, box_end).as_tensor()[None]
-            probs = predict(x_work, first=True)
-            reference = probs.detach()
+            probs = None  # the first pass with gradients waits until a step is needed
         betti_before, satisfied_before = topology(full_reference)
 
         def assemble(probs: torch.Tensor) -> torch.Tensor:
@@ -411,6 +410,9 @@ def refine_with_topology(
                 betti_after, satisfied = topology(assemble(probs.detach()))
             if step == iterations or (stop_when_satisfied and satisfied):
                 break
+            if probs is None:
+                probs = predict(x_work, first=True)
+                reference = probs.detach()
             topo_input = probs if ph_floor is None else probs.clamp_min(ph_floor)
             loss = ((probs - reference) ** 2).sum() / voxels + lambda_topo * topo_loss.score_probabilities(topo_input)
             optim.zero_grad()
