@@ -268,6 +268,7 @@ def volume_refinement_rows(size: dict, modes: Sequence[str] | None = None) -> li
             rows.append({"volume": "×".join(map(str, shape)), "mode": mode, "cap": size["volume_iterations"],
                          "items": len(seconds), "median s": statistics.median(seconds), "max s": max(seconds),
                          "iterations": iterations, "betti": betti, "fixed": f"{fixed}/{wrong}",
+                         "seconds": seconds, "dice": [f"{a:.3f}→{b:.3f}" for a, b in dice_change],
                          "dice before": float(np.mean([d[0] for d in dice_change])),
                          "dice after": float(np.mean([d[1] for d in dice_change])),
                          "load": os.getloadavg()[0]})
@@ -328,11 +329,12 @@ def markdown(results: dict) -> str:
               f"{r['median iterations']:.0f} | {r['fixed']} |" for r in results["refinement"]]
     lines += ["", "Eq. 5 per volume by refinement mode (λ = 0.005, the placenta bundle's shipped weights, its test "
               "phantoms, stop once one blob):", "",
-              "| volume | mode | iteration cap | volumes | median s | max s | iterations | Betti before→after "
-              "| fixed (of initially wrong) | Dice before | Dice after | load |",
-              "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|"]
+              "| volume | mode | iteration cap | volumes | median s | max s | s per volume | iterations "
+              "| Betti before→after | fixed (of initially wrong) | Dice per volume | Dice before | Dice after | load |",
+              "|---|---|---:|---:|---:|---:|---|---|---|---:|---|---:|---:|---:|"]
     lines += [f"| {r['volume']} | {r['mode']} | {r['cap']} | {r['items']} | {r['median s']:.1f} | {r['max s']:.1f} | "
-              f"{', '.join(map(str, r['iterations']))} | {'; '.join(r['betti'])} | {r['fixed']} | "
+              f"{', '.join(f'{t:.1f}' for t in r['seconds'])} | {', '.join(map(str, r['iterations']))} | "
+              f"{'; '.join(r['betti'])} | {r['fixed']} | {'; '.join(r['dice'])} | "
               f"{r['dice before']:.3f} | {r['dice after']:.3f} | {r['load']:.1f} |"
               for r in results["volumes"]]
     lines += ["", "Training step of the placenta U-Net on patches (s, median):", "", "| step | batch | s | runs |",
