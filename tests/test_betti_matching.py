@@ -162,9 +162,8 @@ def test_dimension_1_pairs_by_cohomology_and_homology_equal_a_dense_reduction(co
             created[[position[f] for _, f in _reduce(rows, columns)]] = False
             row_order, row_rank = as_positions(rows)
             column_order, column_rank = as_positions(columns)
-            for pairs, neighbours, cleared in ((pairs_by_cohomology, cells.edge_squares, merged),
-                                               (pairs_by_homology, cells.square_edges, created)):
-                got = pairs(row_order, row_rank, column_order, column_rank, neighbours, cleared)
+            for pairs, cleared in ((pairs_by_cohomology, merged), (pairs_by_homology, created)):
+                got = pairs(cells, row_order, row_rank, column_order, column_rank, cleared)
                 assert set(zip(*(a.tolist() for a in got))) == expected
 
 
