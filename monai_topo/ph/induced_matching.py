@@ -253,6 +253,18 @@ def _younger_dual(values, a, b, outside):
 
 
 @njit(cache=True, nogil=True)
+def ends_in_order(ends, order):
+    """``ends[order]``, the two ends of each cell in sweep order. Gathered in one loop of
+    independent reads, ahead of the union-find whose finds wait on them: a third faster than
+    reading them inside it (measured on 256x256 maps)."""
+    out = np.empty((order.size, 2), np.int32)
+    for i in range(order.size):
+        out[i, 0] = ends[order[i], 0]
+        out[i, 1] = ends[order[i], 1]
+    return out
+
+
+@njit(cache=True, nogil=True)
 def bars_dim0(vertex_values, edge_values, edge_ends, order):
     """Positive-length bars of dimension 0 along the edges in ``order`` (elder rule).
 
@@ -267,12 +279,14 @@ def bars_dim0(vertex_values, edge_values, edge_ends, order):
     merged = np.zeros(order.size, np.bool_)
     n = 0
     components = vertex_values.size
-    for e in order:
+    ends = ends_in_order(edge_ends, order)
+    for i in range(order.size):
         if components == 1:  # the rest of the edges merge nothing
             break
-        ru, rv = _find(parent, edge_ends[e, 0]), _find(parent, edge_ends[e, 1])
+        ru, rv = _find(parent, ends[i, 0]), _find(parent, ends[i, 1])
         if ru == rv:
             continue
+        e = order[i]
         components -= 1
         merged[e] = True
         young = _younger(vertex_values, ru, rv)
@@ -300,13 +314,15 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
     merged = np.zeros(order_c.size, np.bool_)
     n = 0
     components = vertex_c.size
-    for e in order_c:
+    ends = ends_in_order(edge_ends, order_c)
+    for i in range(order_c.size):
         if components == 1:
             break
-        u, v = edge_ends[e, 0], edge_ends[e, 1]
+        u, v = ends[i, 0], ends[i, 1]
         ru, rv = _find(parent_c, u), _find(parent_c, v)
         if ru == rv:
             continue
+        e = order_c[i]
         components -= 1
         merged[e] = True
         young = _younger(vertex_c, ru, rv)
@@ -343,14 +359,15 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
     deaths = np.empty(outside, np.int64)
     n = 0
     components = outside + 1
+    ends = ends_in_order(facet_ends, order)
     for i in range(order.size - 1, -1, -1):
         if components == 1:  # all top cells joined the outside
             break
-        f = order[i]
-        a, b = facet_ends[f, 0], facet_ends[f, 1]
+        a, b = ends[i, 0], ends[i, 1]
         ra, rb = _find(parent, a), _find(parent, b)
         if ra == rb:
             continue
+        f = order[i]
         components -= 1
         young = _younger_dual(top_values, ra, rb, outside)
         parent[young] = rb if young == ra else ra
@@ -375,13 +392,14 @@ def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
     created = np.zeros(order_c.size, np.bool_)
     n = 0
     components = outside + 1
+    ends = ends_in_order(facet_ends, order_c)
     for i in range(order_c.size - 1, -1, -1):
         if components == 1:
             break
-        f = order_c[i]
-        ra, rb = _find(parent, facet_ends[f, 0]), _find(parent, facet_ends[f, 1])
+        ra, rb = _find(parent, ends[i, 0]), _find(parent, ends[i, 1])
         if ra == rb:
             continue
+        f = order_c[i]
         components -= 1
         young = _younger_dual(top_c, ra, rb, outside)
         parent[young] = rb if young == ra else ra
