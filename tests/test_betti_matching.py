@@ -267,3 +267,35 @@ def test_bars_of_a_mask_are_its_betti_numbers(shape, connectivity):
         counts[0] += int(mask.any())
         assert tuple(counts) == tuple(betti_numbers(mask, connectivity))
         assert all(len(a) == 0 for a in m.matched)
+
+
+@pytest.mark.parametrize("connectivity", ["face", "full"])
+@pytest.mark.parametrize("shape", [(17, 19), (6, 9, 8)])
+def test_stages_on_threads_equal_sequential(shape, connectivity):
+    """The task graph run on a pool gives the matching of the sequential run, table for table."""
+    from monai_topo.ph.host import thread_pool
+
+    rng = np.random.default_rng(13)
+    for levels in (1, 3, 255):
+        p, g = _random_pair(rng, shape, levels)
+        alone = betti_matching(p, g, connectivity)
+        threaded = betti_matching(p, g, connectivity, pool=thread_pool(2))
+        for kind in ("matched", "unmatched_prediction", "unmatched_target"):
+            for a, b in zip(getattr(alone, kind), getattr(threaded, kind)):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_run_tasks_order_and_errors():
+    from monai_topo.ph.host import thread_pool
+    from monai_topo.ph.induced_matching import run_tasks
+
+    for pool in (None, thread_pool(2)):
+        log = []
+        tasks = {"c": (lambda: log.append("c"), ("a", "b")), "a": (lambda: log.append("a"), ()),
+                 "b": (lambda: log.append("b"), ("a",))}
+        run_tasks(tasks, pool)
+        assert log == ["a", "b", "c"]
+        with pytest.raises(ValueError, match="wait for tasks that are not given"):
+            run_tasks({"a": (lambda: None, ("missing",))}, pool)
+        with pytest.raises(ZeroDivisionError):
+            run_tasks({"a": (lambda: 1 / 0, ())}, pool)
