@@ -696,14 +696,16 @@ def _middle_matches(cells: Layout, p: dict, g: dict, c: dict, pairs: dict) -> np
 
 def run_tasks(tasks: dict, pool: Executor | None) -> None:
     """Run ``tasks`` (``{name: (function of no arguments, names it waits for)}``), each once the
-    tasks it waits for are done: on ``pool``'s threads, those ready first in the dict's order, or
-    here in that order where ``pool`` is None."""
+    tasks it waits for are done, those first in the dict's order first: on ``pool``'s threads, no
+    more at a time than it has (a task queued behind others could not overtake them when it
+    becomes the most urgent), or here in that order where ``pool`` is None."""
+    slots = getattr(pool, "_max_workers", 1)  # ThreadPoolExecutor's size; one at a time otherwise
     done, running, waiting = set(), {}, dict(tasks)
     while waiting or running:
         ready = [name for name, (_, after) in waiting.items() if done.issuperset(after)]
         if not ready and not running:
             raise ValueError(f"tasks {sorted(waiting)} wait for tasks that are not given.")
-        for name in ready:
+        for name in ready[:max(0, slots - len(running)) if pool is not None else 1]:
             function = waiting.pop(name)[0]
             if pool is None:
                 function()
@@ -768,7 +770,7 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
     p, g, c = sides["P"], sides["G"], sides["C"]
     results = {}
 
-    # Each task names the tasks whose results it reads; C's come first, its chain being the longest.
+    # Each task names the tasks whose results it reads.
     def facets(name):
         return f"facets {name}" if volume else f"edges {name}"
 
@@ -788,11 +790,12 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
             side["dim0"] = bars_dim0(side["vertex"], side["edge"], cells.edge_ends, side["edge_order"])
             side["merged"] = side["dim0"][3]
 
+        tasks[f"dim0 {name}"] = dim0, (f"edges {name}",)
+    for name, side in (("P", p), ("G", g)):
         def top(side=side):
             side["top_bars"] = bars_top(side["top"], side["facet"], c["top"], cells.facet_ends, side["facet_order"])
             side["created"] = side["top_bars"][3]
 
-        tasks[f"dim0 {name}"] = dim0, (f"edges {name}",)
         tasks[f"top {name}"] = top, (facets(name), "edges C")
 
     def match0():
@@ -812,7 +815,10 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
 
             clearing = f"top {columns}" if sides[rows]["mask"] else f"dim0 {rows}"
             tasks[f"middle {rows} {columns}"] = pairs, (f"edges {rows}", facets(columns), clearing)
-    run_tasks(tasks, pool)
+    # By stage (a stable sort: C first within one), so that dimension 0, whose matching the longest
+    # chain waits for, comes before the facets' sorts.
+    stages = ("edges", "dim0", "facets", "top", "middle")
+    run_tasks(dict(sorted(tasks.items(), key=lambda task: stages.index(task[0].split()[0]))), pool)
 
     (bp, dp, _, _), (bg, dg, _, _) = p["dim0"], g["dim0"]
     per_dim = [("vertex", "edge", bp, dp, bg, dg, results["dim0"])]
