@@ -443,11 +443,11 @@ def _keep(owners, pivot, column, rows, length):
 
 
 @njit(cache=True, nogil=True)
-def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owners, pivot_of_column, unresolved):
+def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owners, unresolved):
     """The apparent pairs of the columns.
 
     A column whose pivot (largest row) is held by no earlier column is never added to: it stays as
-    it is and owns that row (``pivot_of_column[column] = row``). The other non-empty columns are
+    it is and owns that row. The other non-empty columns are
     written to ``unresolved[column]`` (their rows, ascending, ``-1`` first where fewer): the
     reduction then reads them in column order, not scattered over the cells' tables.
     """
@@ -473,28 +473,28 @@ def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owner
                 apparent = False
         if apparent:
             _keep(owners, pivot, k, rows, length)
-            pivot_of_column[k] = pivot
         else:
             for i in range(length):
                 unresolved[k, neighbours.shape[1] - length + i] = rows[i]
 
 
 @njit(cache=True, nogil=True)
-def reduce_unresolved(unresolved, top, owners, pivot_of_column):
+def reduce_unresolved(unresolved, top, owners):
     """Column reduction of the ``unresolved`` columns, in column order, after :func:`apparent_pairs`.
 
     A column is reduced by adding the column that owns its pivot: one kept as it is or a reduced
     one, stored pivot first in one pool. The column being reduced is a heap of ``top - row`` whose
     equal entries cancel when they reach the top: an addition costs the added column's length, not
     the reduced column's, which grows to hundreds of rows on a plateau while the added ones hold a
-    few (measured on a 64x128x128 noisy prediction against its mask). Completes ``owners`` and
-    ``pivot_of_column``.
+    few (measured on a 64x128x128 noisy prediction against its mask). Completes ``owners``;
+    returns the column of each stored (reduced) column.
     """
     width = unresolved.shape[1]
     start = np.zeros(1024, np.int64)
     pool = np.empty(4096, np.int64)
     n_stored = 0
     heap = np.empty(64, np.int64)
+    stored_columns = np.empty(1024, np.int64)
     for k in range(unresolved.shape[0]):
         if unresolved[k, width - 1] < 0:
             continue
@@ -528,11 +528,13 @@ def reduce_unresolved(unresolved, top, owners, pivot_of_column):
         if entry < 0:  # reduced to zero
             continue
         pivot = top - entry
-        pivot_of_column[k] = pivot
         if not reduced:
             _keep(owners, pivot, k, unresolved[k], width)
             continue
         owners[pivot, 0] = -2 - n_stored
+        if n_stored == stored_columns.size:
+            stored_columns = grown(stored_columns, n_stored + 1)
+        stored_columns[n_stored] = k
         used = start[n_stored]
         if used + 1 + size > pool.size:
             pool = grown(pool, used + 1 + size)
@@ -548,17 +550,20 @@ def reduce_unresolved(unresolved, top, owners, pivot_of_column):
         if n_stored + 1 > start.size:
             start = grown(start, n_stored + 1)
         start[n_stored] = used
+    return stored_columns[:n_stored]
 
 
 def reduce_incidences(column_of, neighbours, transposed, rank, flip, cleared):
-    """Pivot pairs ``(columns, pivots)`` of the matrix described above, in column order."""
+    """Pivot pairs ``(columns, pivots)`` of the matrix described above, by pivot."""
     owners = np.full((rank.size, neighbours.shape[1]), -1, np.int32)
-    pivot_of_column = np.full(column_of.size, -1, np.int64)
     unresolved = np.full((column_of.size, neighbours.shape[1]), -1, np.int32)
-    apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owners, pivot_of_column, unresolved)
-    reduce_unresolved(unresolved, rank.size - 1, owners, pivot_of_column)
-    columns = np.flatnonzero(pivot_of_column >= 0)
-    return columns, pivot_of_column[columns]
+    apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owners, unresolved)
+    stored_columns = reduce_unresolved(unresolved, rank.size - 1, owners)
+    pivots = np.flatnonzero(owners[:, 0] != -1)
+    columns = owners[pivots, 0].astype(np.int64)
+    reduced = columns < -1
+    columns[reduced] = stored_columns[-2 - columns[reduced]]
+    return columns, pivots
 
 
 def pairs_by_cohomology(cells, row_order, row_rank, column_order, column_rank, cleared):
