@@ -165,6 +165,12 @@ def test_dimension_1_pairs_by_cohomology_and_homology_equal_a_dense_reduction(co
             for pairs, cleared in ((pairs_by_cohomology, merged), (pairs_by_homology, created)):
                 got = pairs(cells, row_order, row_rank, column_order, column_rank, cleared)
                 assert set(zip(*(a.tolist() for a in got))) == expected
+                if rows_cx is columns_cx:  # a map's own bars: the positive-length pairs only
+                    values = [np.array([rows_cx[c][1] for c in zip(*np.unravel_index(kind, kshape))])
+                              for kind in (cells.edges, cells.facets)]
+                    got = pairs(cells, row_order, row_rank, column_order, column_rank, cleared, values)
+                    assert set(zip(*(a.tolist() for a in got))) == {
+                        (e, f) for e, f in expected if values[0][e] != values[1][f]}
 
 
 # --- known cases --------------------------------------------------------------------------------

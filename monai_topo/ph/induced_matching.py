@@ -553,40 +553,70 @@ def reduce_unresolved(unresolved, top, owners):
     return stored_columns[:n_stored]
 
 
-def reduce_incidences(column_of, neighbours, transposed, rank, flip, cleared):
-    """Pivot pairs ``(columns, pivots)`` of the matrix described above, by pivot."""
+@njit(cache=True, nogil=True)
+def owned_pairs(owners, stored_columns, column_cells, row_cells, flip, column_values, row_values):
+    """The pairs that ``owners`` records, by pivot row, as ``(column cells, row cells)``: column ``k``
+    is the cell ``column_cells[k]`` and row ``r`` the cell ``row_cells[r]`` (counted from the end
+    with ``flip``). Where ``column_values`` is not empty, only the pairs whose two cells' values
+    differ (positive length). Counted first and written at their size: the pairs of a large volume
+    fill hundreds of megabytes, and fresh memory costs more to fault in than to fill.
+    """
+    positive_only = column_values.size > 0
+    out_columns = out_rows = np.empty(0, np.int64)
+    for writing in (False, True):
+        n = 0
+        for r in range(owners.shape[0]):
+            k = owners[r, 0]
+            if k == -1:
+                continue
+            if k < -1:
+                k = stored_columns[-2 - k]
+            column = column_cells[column_cells.size - 1 - k] if flip else column_cells[k]
+            row = row_cells[row_cells.size - 1 - r] if flip else row_cells[r]
+            if positive_only and column_values[column] == row_values[row]:
+                continue
+            if writing:
+                out_columns[n], out_rows[n] = column, row
+            n += 1
+        if not writing:
+            out_columns, out_rows = np.empty(n, np.int64), np.empty(n, np.int64)
+    return out_columns, out_rows
+
+
+def reduce_incidences(column_of, neighbours, transposed, rank, flip, cleared, column_cells, row_cells, values):
+    """The pairs of the matrix described above, as :func:`owned_pairs`; ``values``: the columns'
+    and the rows' cells' values to keep only positive-length pairs, or None for all pairs."""
     owners = np.full((rank.size, neighbours.shape[1]), -1, np.int32)
     unresolved = np.full((column_of.size, neighbours.shape[1]), -1, np.int32)
     apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owners, unresolved)
     stored_columns = reduce_unresolved(unresolved, rank.size - 1, owners)
-    pivots = np.flatnonzero(owners[:, 0] != -1)
-    columns = owners[pivots, 0].astype(np.int64)
-    reduced = columns < -1
-    columns[reduced] = stored_columns[-2 - columns[reduced]]
-    return columns, pivots
+    del unresolved
+    no_values = np.zeros(0, np.float32)
+    column_values, row_values = (no_values, no_values) if values is None else values
+    return owned_pairs(owners, stored_columns, column_cells, row_cells, flip, column_values, row_values)
 
 
-def pairs_by_cohomology(cells, row_order, row_rank, column_order, column_rank, cleared):
+def pairs_by_cohomology(cells, row_order, row_rank, column_order, column_rank, cleared, values=None):
     """Pairs ``(edge positions, square positions)`` of the boundary matrix of a volume's squares
     (``cells``: their :class:`Layout`), rows in ``row_order`` and columns in ``column_order``
-    (``*_rank``: their inverses).
+    (``*_rank``: their inverses); with ``values`` (of the edges, of the squares), only those of
+    positive length.
 
     They are those of its anti-transpose, whose lower-left ranks are the same (de Silva, Morozov
     & Vejdemo-Johansson, 2011): the coboundaries of the edges from the latest, with the squares
     from the latest (row ``0``). ``cleared`` edges, those that merge components in the rows'
     order, are never pivot rows (which rows are does not depend on the columns' order).
     """
-    last = row_order.size - 1
-    columns, pivots = reduce_incidences(last - row_rank, cells.edge_squares, cells.square_edges, column_rank, True,
-                                        cleared)
-    return row_order[last - columns], column_order[column_order.size - 1 - pivots]
+    return reduce_incidences(row_order.size - 1 - row_rank, cells.edge_squares, cells.square_edges, column_rank, True,
+                             cleared, row_order, column_order, values)
 
 
-def pairs_by_homology(cells, row_order, row_rank, column_order, column_rank, cleared):
+def pairs_by_homology(cells, row_order, row_rank, column_order, column_rank, cleared, values=None):
     """The pairs of :func:`pairs_by_cohomology` by reducing the boundaries of the squares;
     ``cleared`` squares, those that create a cavity in the columns' order, reduce to zero."""
-    columns, pivots = reduce_incidences(column_rank, cells.square_edges, cells.edge_squares, row_rank, False, cleared)
-    return row_order[pivots], column_order[columns]
+    squares, edges = reduce_incidences(column_rank, cells.square_edges, cells.edge_squares, row_rank, False, cleared,
+                                       column_order, row_order, None if values is None else values[::-1])
+    return edges, squares
 
 
 # --- one pair of images ------------------------------------------------------------------------
@@ -671,22 +701,24 @@ def _sort(side: dict, kind: str, with_rank: bool) -> None:
 
 def middle_pairs(cells: Layout, rows: dict, columns: dict) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of the boundary matrix of the squares, rows in the order of one map and columns in
-    that of another (or the same): by cohomology, or by homology where the rows' map is a mask
-    (two values), whose long plateaus make cohomology need about thirteen times more column additions
-    (measured on a 64x128x128 noisy prediction against its mask)."""
+    that of another (an image's pairs, all of them) or the same (its bars: positive length only).
+    By cohomology, or by homology where the rows' map is a mask (two values), whose long plateaus
+    make cohomology need about thirteen times more column additions (measured on a 64x128x128
+    noisy prediction against its mask)."""
     if rows["mask"]:
         pairs, cleared = pairs_by_homology, columns["created"]
     else:
         pairs, cleared = pairs_by_cohomology, rows["merged"]
-    return pairs(cells, rows["edge_order"], rows["edge_rank"], columns["facet_order"], columns["facet_rank"], cleared)
+    values = (rows["edge"], rows["facet"]) if rows is columns else None
+    return pairs(cells, rows["edge_order"], rows["edge_rank"], columns["facet_order"], columns["facet_rank"], cleared,
+                 values)
 
 
 def _middle_matches(cells: Layout, p: dict, g: dict, c: dict, pairs: dict) -> np.ndarray:
     """Matched bars of dimension 1 of a volume: an image bar is matched to the bar of ``P`` born at
     the same edge, and to the bar of ``C`` that dies at the same square. ``pairs[(rows, columns)]``
     are the :func:`middle_pairs` of the maps named ``"P"``, ``"G"``, ``"C"``."""
-    births_c, deaths_c = pairs["C", "C"]
-    deaths_c = deaths_c[c["edge"][births_c] != c["facet"][deaths_c]]
+    deaths_c = pairs["C", "C"][1]
     matched = []
     for side, (births, deaths) in ((p, pairs["P", "C"]), (g, pairs["G", "C"])):
         image_birth = np.full(cells.facets.size, -1, np.int64)
@@ -828,11 +860,7 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
     (bp, dp, _, _), (bg, dg, _, _) = p["dim0"], g["dim0"]
     per_dim = [("vertex", "edge", bp, dp, bg, dg, results["dim0"])]
     if middle:
-        for name in ("P", "G"):
-            side = sides[name]
-            births, deaths = results[name, name]
-            keep = side["edge"][births] != side["facet"][deaths]
-            side["middle"] = births[keep], deaths[keep]
+        p["middle"], g["middle"] = results["P", "P"], results["G", "G"]
         (bp1, dp1), (bg1, dg1) = p["middle"], g["middle"]
         per_dim.append(("edge", "facet", bp1, dp1, bg1, dg1, _middle_matches(cells, p, g, c, results)))
     if maxdim >= ndim - 1:
