@@ -443,16 +443,20 @@ def _keep(owners, pivot, column, rows, length):
 
 
 @njit(cache=True, nogil=True)
-def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owners, unresolved):
+def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owners):
     """The apparent pairs of the columns.
 
     A column whose pivot (largest row) is held by no earlier column is never added to: it stays as
-    it is and owns that row. The other non-empty columns are
-    written to ``unresolved[column]`` (their rows, ascending, ``-1`` first where fewer): the
-    reduction then reads them in column order, not scattered over the cells' tables.
+    it is and owns that row. Returns the other non-empty columns, ``(columns, rows)``, in column
+    order, their rows ascending (``-1`` first where fewer): the reduction reads them there, not
+    scattered over the cells' tables.
     """
     last = rank.size - 1
-    rows = np.empty(neighbours.shape[1], np.int32)
+    width = neighbours.shape[1]
+    rows = np.empty(width, np.int32)
+    unresolved_columns = np.empty(1024, np.int64)
+    unresolved_rows = np.full((1024, width), -1, np.int32)
+    n = 0
     for c in range(column_of.size):
         if cleared[c]:
             continue
@@ -473,14 +477,24 @@ def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owner
                 apparent = False
         if apparent:
             _keep(owners, pivot, k, rows, length)
-        else:
-            for i in range(length):
-                unresolved[k, neighbours.shape[1] - length + i] = rows[i]
+            continue
+        if n == unresolved_columns.size:
+            unresolved_columns = grown(unresolved_columns, n + 1)
+            more = np.full((unresolved_columns.size, width), -1, np.int32)
+            more[:n] = unresolved_rows
+            unresolved_rows = more
+        unresolved_columns[n] = k
+        for i in range(length):
+            unresolved_rows[n, width - length + i] = rows[i]
+        n += 1
+    in_order = np.argsort(unresolved_columns[:n])
+    return unresolved_columns[in_order], unresolved_rows[in_order]
 
 
 @njit(cache=True, nogil=True)
-def reduce_unresolved(unresolved, top, owners):
-    """Column reduction of the ``unresolved`` columns, in column order, after :func:`apparent_pairs`.
+def reduce_unresolved(unresolved_columns, unresolved, top, owners):
+    """Column reduction of the columns that :func:`apparent_pairs` left (``unresolved_columns``, rows
+    ``unresolved``), in column order.
 
     A column is reduced by adding the column that owns its pivot: one kept as it is or a reduced
     one, stored pivot first in one pool. The column being reduced is a heap of ``top - row`` whose
@@ -495,13 +509,12 @@ def reduce_unresolved(unresolved, top, owners):
     n_stored = 0
     heap = np.empty(64, np.int64)
     stored_columns = np.empty(1024, np.int64)
-    for k in range(unresolved.shape[0]):
-        if unresolved[k, width - 1] < 0:
-            continue
+    for u in range(unresolved_columns.size):
+        k = unresolved_columns[u]
         size = 0
         for i in range(width):
-            if unresolved[k, i] >= 0:
-                heap_push(heap, size, top - unresolved[k, i])
+            if unresolved[u, i] >= 0:
+                heap_push(heap, size, top - unresolved[u, i])
                 size += 1
         reduced = False
         while True:
@@ -529,7 +542,7 @@ def reduce_unresolved(unresolved, top, owners):
             continue
         pivot = top - entry
         if not reduced:
-            _keep(owners, pivot, k, unresolved[k], width)
+            _keep(owners, pivot, k, unresolved[u], width)
             continue
         owners[pivot, 0] = -2 - n_stored
         if n_stored == stored_columns.size:
@@ -587,10 +600,8 @@ def reduce_incidences(column_of, neighbours, transposed, rank, flip, cleared, co
     """The pairs of the matrix described above, as :func:`owned_pairs`; ``values``: the columns'
     and the rows' cells' values to keep only positive-length pairs, or None for all pairs."""
     owners = np.full((rank.size, neighbours.shape[1]), -1, np.int32)
-    unresolved = np.full((column_of.size, neighbours.shape[1]), -1, np.int32)
-    apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owners, unresolved)
-    stored_columns = reduce_unresolved(unresolved, rank.size - 1, owners)
-    del unresolved
+    unresolved = apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owners)
+    stored_columns = reduce_unresolved(*unresolved, rank.size - 1, owners)
     no_values = np.zeros(0, np.float32)
     column_values, row_values = (no_values, no_values) if values is None else values
     return owned_pairs(owners, stored_columns, column_cells, row_cells, flip, column_values, row_values)
