@@ -30,7 +30,8 @@ pairings), and the pairings are:
   (rows and columns in the image's order) and for the two images (rows in ``P``'s or ``G``'s order,
   columns in ``C``'s: Bauer & Schmahl's image persistence), computed as those of its
   anti-transpose (persistent cohomology, the coboundaries of the edges reduced), edges that merge
-  components in the rows' order cleared first.
+  components in the rows' order cleared first (by homology where the rows' map is a mask); the
+  apparent pairs are found in one pass, the few other columns reduced.
 
 The essential component is left out, as in Betti-Matching-3D. Critical cells are reported as
 voxels: the first voxel, in C order, of the cell's voxels that has its value.
@@ -412,13 +413,14 @@ def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
 
 # --- dimension 1 of a volume: column reduction --------------------------------------------------
 # A matrix of at most ``width`` (four) entries per column, given by the cells' incidences: cell
-# ``c`` is column ``column_of[c]``, its rows are ``rank`` of its neighbours (``neighbours[c]``, ``-1``: none), reversed (``len(rank) - 1 - rank``) with ``flip``;
-# the row of a neighbour ``s`` is also held by the columns of the cells ``transposed[s]``.
-# ``cleared`` cells have empty columns. Nearly all pairs are apparent (found from one column and its
-# pivot's row); only the others go through a column reduction, in column order. Both write the
-# table ``owners``, one row per matrix row: ``owners[r, 0]`` is the column whose pivot ``r`` is
-# (``-1``: none) and, for a column that stays as it is, ``owners[r, 1:]`` its other rows (``-1``
-# padded); a reduced column is ``-2 - j``, the ``j``-th stored. A reduction looks up its pivot's
+# ``c`` is column ``column_of[c]``, its rows are ``rank`` of its neighbours (``neighbours[c]``,
+# ``-1``: none), reversed (``len(rank) - 1 - rank``) with ``flip``; the row of a neighbour ``s`` is
+# also held by the columns of the cells ``transposed[s]``. ``cleared`` cells have empty columns.
+# Nearly all pairs are apparent (found from one column and its pivot's row); only the others go
+# through a column reduction, in column order. Both write the table ``owners``, one row per matrix
+# row: ``owners[r, 0]`` is the column whose pivot ``r`` is (``-1``: none) and, for a column that
+# stays as it is, ``owners[r, 1:]`` its other rows (``-1`` padded); a reduced column is ``-2 - j``,
+# the ``j``-th stored. A reduction looks up its pivot's
 # owner and that owner's rows in one cache line, instead of in the cells' tables.
 
 
