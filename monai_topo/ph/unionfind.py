@@ -375,9 +375,9 @@ def padded_at(prepared, shape, position, reverse):
 @njit(cache=True, nogil=True)
 def grown(buffer, needed):
     """A copy of ``buffer`` with room for at least ``needed`` items (at least twice the size)."""
-    grown = np.empty(max(16, 2 * buffer.size, needed), buffer.dtype)
-    grown[:buffer.size] = buffer
-    return grown
+    bigger = np.empty(max(16, 2 * buffer.size, needed), buffer.dtype)
+    bigger[:buffer.size] = buffer
+    return bigger
 
 
 @njit(cache=True, nogil=True)
