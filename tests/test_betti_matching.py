@@ -1,5 +1,6 @@
 """Betti matching: against topolosses (Betti-Matching-3D), a brute-force induced matching, known cases, gradients."""
 
+import functools
 import itertools
 import sys
 import types
@@ -297,8 +298,8 @@ def test_run_tasks_order_and_errors():
 
     for pool in (None, thread_pool(2)):
         log = []
-        tasks = {"c": (lambda: log.append("c"), ("a", "b")), "a": (lambda: log.append("a"), ()),
-                 "b": (lambda: log.append("b"), ("a",))}
+        tasks = {name: (functools.partial(log.append, name), after) for name, after in
+                 (("c", ("a", "b")), ("a", ()), ("b", ("a",)))}
         run_tasks(tasks, pool)
         assert log == ["a", "b", "c"]
         with pytest.raises(ValueError, match="wait for tasks that are not given"):

@@ -46,7 +46,13 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from monai_topo.ph.unionfind import descending_order, grown, heap_push, insert_sorted, pop_pivot
+from monai_topo.ph.unionfind import (
+    descending_order,
+    grown,
+    heap_push,
+    insert_sorted,
+    pop_pivot,
+)
 
 # --- the Khalimsky grid -------------------------------------------------------------------------
 
