@@ -1,5 +1,6 @@
 """Betti matching: against topolosses (Betti-Matching-3D), a brute-force induced matching, known cases, gradients."""
 
+import functools
 import itertools
 import sys
 import types
@@ -162,10 +163,15 @@ def test_dimension_1_pairs_by_cohomology_and_homology_equal_a_dense_reduction(co
             created[[position[f] for _, f in _reduce(rows, columns)]] = False
             row_order, row_rank = as_positions(rows)
             column_order, column_rank = as_positions(columns)
-            for pairs, neighbours, cleared in ((pairs_by_cohomology, cells.edge_squares, merged),
-                                               (pairs_by_homology, cells.square_edges, created)):
-                got = pairs(row_order, row_rank, column_order, column_rank, neighbours, cleared)
+            for pairs, cleared in ((pairs_by_cohomology, merged), (pairs_by_homology, created)):
+                got = pairs(cells, row_order, row_rank, column_order, column_rank, cleared)
                 assert set(zip(*(a.tolist() for a in got))) == expected
+                if rows_cx is columns_cx:  # a map's own bars: the positive-length pairs only
+                    values = [np.array([rows_cx[c][1] for c in zip(*np.unravel_index(kind, kshape))])
+                              for kind in (cells.edges, cells.facets)]
+                    got = pairs(cells, row_order, row_rank, column_order, column_rank, cleared, values)
+                    assert set(zip(*(a.tolist() for a in got))) == {
+                        (e, f) for e, f in expected if values[0][e] != values[1][f]}
 
 
 # --- known cases --------------------------------------------------------------------------------
@@ -268,3 +274,35 @@ def test_bars_of_a_mask_are_its_betti_numbers(shape, connectivity):
         counts[0] += int(mask.any())
         assert tuple(counts) == tuple(betti_numbers(mask, connectivity))
         assert all(len(a) == 0 for a in m.matched)
+
+
+@pytest.mark.parametrize("connectivity", ["face", "full"])
+@pytest.mark.parametrize("shape", [(17, 19), (6, 9, 8)])
+def test_stages_on_threads_equal_sequential(shape, connectivity):
+    """The task graph run on a pool gives the matching of the sequential run, table for table."""
+    from monai_topo.ph.host import thread_pool
+
+    rng = np.random.default_rng(13)
+    for levels in (1, 3, 255):
+        p, g = _random_pair(rng, shape, levels)
+        alone = betti_matching(p, g, connectivity)
+        threaded = betti_matching(p, g, connectivity, pool=thread_pool(2))
+        for kind in ("matched", "unmatched_prediction", "unmatched_target"):
+            for a, b in zip(getattr(alone, kind), getattr(threaded, kind)):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_run_tasks_order_and_errors():
+    from monai_topo.ph.host import thread_pool
+    from monai_topo.ph.induced_matching import run_tasks
+
+    for pool in (None, thread_pool(2)):
+        log = []
+        tasks = {name: (functools.partial(log.append, name), after) for name, after in
+                 (("c", ("a", "b")), ("a", ()), ("b", ("a",)))}
+        run_tasks(tasks, pool)
+        assert log == ["a", "b", "c"]
+        with pytest.raises(ValueError, match="wait for tasks that are not given"):
+            run_tasks({"a": (lambda: None, ("missing",))}, pool)
+        with pytest.raises(ZeroDivisionError):
+            run_tasks({"a": (lambda: 1 / 0, ())}, pool)

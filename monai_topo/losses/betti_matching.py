@@ -42,31 +42,32 @@ def loss_from_matching(prediction: torch.Tensor, target: torch.Tensor, matching:
 def loss_per_item(prediction: torch.Tensor, target: torch.Tensor, matchings: list[BettiMatching]) -> torch.Tensor:
     """:func:`loss_from_matching` of each of ``n`` map pairs ``(n, *spatial)``, shape ``(n,)``.
 
-    One gather over the whole stack: per-item indexing would make autograd add a stack-sized
-    gradient for every item.
+    One gather per map over the whole stack: each gather's backward writes a stack-sized gradient,
+    so one per item or per kind of bar would cost more than the bars (measured: 30 ms of a 16x256x256
+    batch's backward with six).
     """
     n, size = prediction.shape[0], prediction[0].numel()
     p, g = prediction.reshape(-1), target.reshape(-1).to(prediction)
-    columns = {"matched": [], "lonely_p": [], "lonely_g": []}
-    for i, matching in enumerate(matchings):
-        for key, tables in (("matched", matching.matched), ("lonely_p", matching.unmatched_prediction),
-                            ("lonely_g", matching.unmatched_target)):
-            for table in tables:
-                columns[key].append(np.concatenate([table + i * size, np.full((len(table), 1), i)], 1))
+
+    def stacked(tables, width):  # every item's tables of every dimension, offset into the stack
+        parts = [table + i * size for i, matching in enumerate(matchings) for table in tables(matching)]
+        items = [np.full(len(table), i) for i, matching in enumerate(matchings) for table in tables(matching)]
+        return (np.concatenate(parts or [np.zeros((0, width), np.int64)]),
+                np.concatenate(items or [np.zeros(0, np.int64)]))
+
+    matched, matched_items = stacked(lambda m: m.matched, 4)  # columns: P birth, P death, G birth, G death
+    lonely_p, lonely_p_items = stacked(lambda m: m.unmatched_prediction, 2)
+    lonely_g, lonely_g_items = stacked(lambda m: m.unmatched_target, 2)
     device = prediction.device
-    index = {key: torch.from_numpy(np.concatenate(parts or [np.zeros((0, 5 if key == "matched" else 3), np.int64)]))
-             .to(device) for key, parts in columns.items()}
-    m, lp, lg = index["matched"], index["lonely_p"], index["lonely_g"]
-    at = lambda values, i: values.index_select(0, i)  # noqa: E731
-    terms = [
-        (2 * ((at(p, m[:, 0]) - at(g, m[:, 2])).square() + (at(p, m[:, 1]) - at(g, m[:, 3])).square()), m[:, 4]),
-        ((at(p, lp[:, 0]) - at(p, lp[:, 1])).square(), lp[:, 2]),
-        ((at(g, lg[:, 0]) - at(g, lg[:, 1])).square(), lg[:, 2]),
-    ]
-    total = p.new_zeros(n)
-    for values, item in terms:
-        total = total.index_add(0, item, values)
-    return total
+    p_at = p.index_select(0, torch.from_numpy(np.concatenate([matched[:, :2].ravel(), lonely_p.ravel()])).to(device))
+    g_at = g.index_select(0, torch.from_numpy(np.concatenate([matched[:, 2:].ravel(), lonely_g.ravel()])).to(device))
+    k = 2 * len(matched)
+    p_matched, p_lonely = p_at[:k].reshape(-1, 2), p_at[k:].reshape(-1, 2)
+    g_matched, g_lonely = g_at[:k].reshape(-1, 2), g_at[k:].reshape(-1, 2)
+    values = torch.cat([2 * (p_matched - g_matched).square().sum(1), (p_lonely[:, 0] - p_lonely[:, 1]).square(),
+                        (g_lonely[:, 0] - g_lonely[:, 1]).square()])
+    items = torch.from_numpy(np.concatenate([matched_items, lonely_p_items, lonely_g_items])).to(device)
+    return p.new_zeros(n).index_add(0, items, values)
 
 
 def betti_matching_loss(

@@ -373,11 +373,11 @@ def padded_at(prepared, shape, position, reverse):
 
 
 @njit(cache=True, nogil=True)
-def _grown(buffer, needed):
+def grown(buffer, needed):
     """A copy of ``buffer`` with room for at least ``needed`` items (at least twice the size)."""
-    grown = np.empty(max(16, 2 * buffer.size, needed), buffer.dtype)
-    grown[:buffer.size] = buffer
-    return grown
+    bigger = np.empty(max(16, 2 * buffer.size, needed), buffer.dtype)
+    bigger[:buffer.size] = buffer
+    return bigger
 
 
 @njit(cache=True, nogil=True)
@@ -396,11 +396,11 @@ def insert_sorted(buffer, count, value):
 def _append(buffer, count, value):
     """Write ``value`` at ``count``, growing ``buffer`` when full; returns the buffer.
 
-    Assigning the returned array costs reference counting: hot loops call :func:`_grown` only
+    Assigning the returned array costs reference counting: hot loops call :func:`grown` only
     when needed and write in place instead.
     """
     if count == buffer.size:
-        buffer = _grown(buffer, count + 1)
+        buffer = grown(buffer, count + 1)
     buffer[count] = value
     return buffer
 
@@ -769,7 +769,7 @@ def classify_edges(position, shape, n, edge_marks, z_start, z_stop):
 
 
 @njit(cache=True, nogil=True)
-def _heap_push(heap, size, value):
+def heap_push(heap, size, value):
     """Push onto the binary min-heap ``heap[:size]`` (room for one more is the caller's business)."""
     i = size
     while i > 0:
@@ -804,7 +804,7 @@ def _heap_pop(heap, size):
 
 
 @njit(cache=True, nogil=True)
-def _pop_pivot(heap, size):
+def pop_pivot(heap, size):
     """Smallest entry of the mod-2 column held in the heap, removed; ``(-1, 0)`` if it is zero.
 
     Equal entries cancel in pairs. Returns ``(pivot, new size)``.
@@ -875,10 +875,10 @@ def reduce_middle(x, prepared, position, shape, reverse, candidates):
         axis = 0 if step == strides[0] else (1 if step == strides[1] else 2)
         length = 0
         for i in range(_coboundary(position, min(vertex, other_vertex), axis, strides, span, scratch)):
-            _heap_push(heap, length, scratch[i])
+            heap_push(heap, length, scratch[i])
             length += 1
         while True:
-            pivot, length = _pop_pivot(heap, length)
+            pivot, length = pop_pivot(heap, length)
             if pivot < 0:
                 break
             # The column owning the pivot starts with it: add the rest of that column.
@@ -891,18 +891,18 @@ def reduce_middle(x, prepared, position, shape, reverse, candidates):
                 if apparent and coface == pivot:
                     m = _coboundary(position, face_low, face_axis, strides, span, scratch)
                     if length + m > heap.size:
-                        heap = _grown(heap, length + m)
+                        heap = grown(heap, length + m)
                     for i in range(1, m):
-                        _heap_push(heap, length, scratch[i])
+                        heap_push(heap, length, scratch[i])
                         length += 1
                     continue
             slot = _slot(owner_keys, pivot)
             if owner_keys[slot] == pivot:
                 start, stop = column_start[owner_columns[slot]], column_start[owner_columns[slot] + 1]
                 if length + stop - start > heap.size:
-                    heap = _grown(heap, length + stop - start)
+                    heap = grown(heap, length + stop - start)
                 for i in range(start + 1, stop):
-                    _heap_push(heap, length, pool[i])
+                    heap_push(heap, length, pool[i])
                     length += 1
                 continue
             # A new pivot: store the reduced column, starting with it.
@@ -911,11 +911,11 @@ def reduce_middle(x, prepared, position, shape, reverse, candidates):
             slot = _slot(owner_keys, pivot)
             owner_keys[slot], owner_columns[slot] = pivot, n_columns
             if pool_size + 1 + length > pool.size:
-                pool = _grown(pool, pool_size + 1 + length)
+                pool = grown(pool, pool_size + 1 + length)
             pool[pool_size] = pivot
             pool_size += 1
             while True:
-                entry, length = _pop_pivot(heap, length)
+                entry, length = pop_pivot(heap, length)
                 if entry < 0:
                     break
                 pool[pool_size] = entry
