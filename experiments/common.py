@@ -40,12 +40,14 @@ def parse_args(name: str, description: str) -> argparse.Namespace:
     return args
 
 
-def unet(spatial_dims: int = 2, channels: Sequence[int] = (16, 32, 64), num_res_units: int = 1) -> UNet:
-    """A small MONAI U-Net, one input and one output (logit) channel."""
+def unet(
+    spatial_dims: int = 2, channels: Sequence[int] = (16, 32, 64), num_res_units: int = 1, out_channels: int = 1
+) -> UNet:
+    """A small MONAI U-Net, one input channel and ``out_channels`` output (logit) channels."""
     return UNet(
         spatial_dims=spatial_dims,
         in_channels=1,
-        out_channels=1,
+        out_channels=out_channels,
         channels=tuple(channels),
         strides=(2,) * (len(channels) - 1),
         num_res_units=num_res_units,
