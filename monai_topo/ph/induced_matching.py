@@ -52,6 +52,7 @@ from monai_topo.ph.unionfind import (
     heap_push,
     insert_sorted,
     pop_pivot,
+    store_reduced_column,
 )
 
 # --- the Khalimsky grid -------------------------------------------------------------------------
@@ -556,17 +557,7 @@ def reduce_unresolved(unresolved_columns, unresolved, top, owners):
         if n_stored == stored_columns.size:
             stored_columns = grown(stored_columns, n_stored + 1)
         stored_columns[n_stored] = k
-        used = start[n_stored]
-        if used + 1 + size > pool.size:
-            pool = grown(pool, used + 1 + size)
-        pool[used] = entry
-        used += 1
-        while True:
-            entry, size = pop_pivot(heap, size)
-            if entry < 0:
-                break
-            pool[used] = entry
-            used += 1
+        pool, used = store_reduced_column(pool, start[n_stored], entry, heap, size)
         n_stored += 1
         if n_stored + 1 > start.size:
             start = grown(start, n_stored + 1)

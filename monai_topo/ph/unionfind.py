@@ -821,6 +821,24 @@ def pop_pivot(heap, size):
 
 
 @njit(cache=True, nogil=True)
+def store_reduced_column(pool, used, pivot, heap, size):
+    """Write ``pivot`` and then the rest of the heap's column, in order, to ``pool[used:]``.
+
+    Returns ``(pool, used)``: the pool (grown if needed) and its new fill.
+    """
+    if used + 1 + size > pool.size:
+        pool = grown(pool, used + 1 + size)
+    pool[used] = pivot
+    used += 1
+    while True:
+        entry, size = pop_pivot(heap, size)
+        if entry < 0:
+            return pool, used
+        pool[used] = entry
+        used += 1
+
+
+@njit(cache=True, nogil=True)
 def _slot(keys, key):
     """Slot of ``key`` in the open-addressing table ``keys`` (-1 = empty): where it is or would go."""
     mask = keys.size - 1
@@ -910,16 +928,7 @@ def reduce_middle(x, prepared, position, shape, reverse, candidates):
                 owner_keys, owner_columns = _rehashed(owner_keys, owner_columns)
             slot = _slot(owner_keys, pivot)
             owner_keys[slot], owner_columns[slot] = pivot, n_columns
-            if pool_size + 1 + length > pool.size:
-                pool = grown(pool, pool_size + 1 + length)
-            pool[pool_size] = pivot
-            pool_size += 1
-            while True:
-                entry, length = pop_pivot(heap, length)
-                if entry < 0:
-                    break
-                pool[pool_size] = entry
-                pool_size += 1
+            pool, pool_size = store_reduced_column(pool, pool_size, pivot, heap, length)
             n_columns += 1
             column_start = _append(column_start, n_columns, pool_size)
             birth = voxel_at(prepared, _edge_latest(key, span), reverse)
