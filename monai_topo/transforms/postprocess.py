@@ -466,7 +466,7 @@ class TopologicalPostprocess(Transform):
     >>> refine = TopologicalPostprocess(torch.nn.Conv2d(1, 1, 3, padding=1), prior=(1, 0), iterations=2)
     >>> out = refine(torch.rand(1, 16, 16))
     >>> out.shape, sorted(out.meta["topological_postprocess"])[:3]
-    (torch.Size([1, 16, 16]), ['activation', 'betti_after', 'betti_before'])
+    (torch.Size([1, 16, 16]), ['activation', 'amp', 'betti_after'])
     """
 
     def __init__(self, network: torch.nn.Module, prior=None, class_priors: Mapping | None = None, **kwargs) -> None:
