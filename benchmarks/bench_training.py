@@ -68,7 +68,7 @@ SIZES = {
 # the last two decoder stages of its U-Net (7 parameterised layers) with the frozen part computed
 # once, at 30 times the whole network's learning rate; "default" is refine_with_topology's defaults
 # (for 3D items of 64×128×128 voxels or more: the region of interest, the PH floor and bfloat16);
-# "tail + defaults" is the placenta bundle's setting.
+# "default, lr 1e-3" is the placenta bundle's setting, beside the float32 whole network at that step.
 VOLUME_MODES = {
     "whole network": {"roi_threshold": None, "amp": False},
     "ROI (roi_threshold=0.2)": {"roi_threshold": 0.2, "amp": False},
@@ -77,6 +77,8 @@ VOLUME_MODES = {
     "tail + bfloat16": {"refine_last": 7, "lr": 3e-3, "roi_threshold": None, "amp": True},
     "default": {},
     "tail + defaults": {"refine_last": 7, "lr": 3e-3},
+    "whole network, lr 1e-3": {"roi_threshold": None, "amp": False, "lr": 1e-3},
+    "default, lr 1e-3": {"lr": 1e-3},
 }
 
 
