@@ -184,6 +184,29 @@ def test_per_item_priors_and_zero_iterations(ring_net, hard_rings):
     assert betti_numbers(ring["pred"][0] >= 0.5) == (1, 1)
 
 
+def test_on_failure_initial_returns_the_network_output_when_the_prior_is_not_reached(ring_net, hard_rings):
+    """A prior no few steps can reach (three holes): "initial" gives the network's own sigmoid back."""
+    image = torch.from_numpy(hard_rings[1][0])
+    with torch.no_grad():
+        own = torch.sigmoid(ring_net(image[None]))[0]
+    args = dict(prior=(1, 3), lambda_topo=1.0, lr=1e-3, iterations=2)
+    refined, record = refine_with_topology(ring_net, image, **args)
+    assert record["iterations"] == 2 and not record["satisfied_after"] and not record["reverted"]
+    assert not torch.allclose(refined, own)  # the steps changed the output
+    kept, record = refine_with_topology(ring_net, image, on_failure="initial", **args)
+    torch.testing.assert_close(kept, own)
+    assert record["reverted"] and record["iterations"] == 2
+    assert record["betti_after"] == record["betti_before"] == [betti_numbers(own[0] >= 0.5)]
+    # a prior that is reached is returned refined, whatever on_failure says
+    image = torch.from_numpy(hard_rings[2][0])
+    reached, record = refine_with_topology(ring_net, image, (1, 1), lambda_topo=1.0, lr=1e-3, iterations=100,
+                                           on_failure="initial")
+    assert record["satisfied_after"] and not record["reverted"]
+    assert betti_numbers(reached[0] >= 0.5) == (1, 1)
+    with pytest.raises(ValueError, match="on_failure"):
+        refine_with_topology(ring_net, image, (1, 1), on_failure="best")
+
+
 def test_roi_mode_matches_full_image_topology(ring_net, hard_rings):
     image = torch.from_numpy(np.pad(hard_rings[1][0], ((0, 0), (16, 16), (16, 16)), constant_values=0.1))
     probs, record = refine_with_topology(ring_net, image, prior=(1, 1), lambda_topo=1.0, lr=1e-3,

@@ -128,6 +128,7 @@ def refine_with_topology(
     connectivity: str = DEFAULT_CONNECTIVITY,
     threshold: float = 0.5,
     stop_when_satisfied: bool = True,
+    on_failure: str = "refined",
     train_frozen: bool = False,
     roi_threshold: float | str | None = "auto",
     roi_margin: int = 8,
@@ -180,6 +181,13 @@ def refine_with_topology(
     stop_when_satisfied : bool
         Stop as soon as the thresholded output has the prior's Betti numbers (zero steps when it
         already has them).
+    on_failure : {"refined", "initial"}
+        What to return when the prior still does not hold after ``iterations`` steps: the refined
+        output (``"refined"``, default, Eq. 5 as in the paper), or the network's initial prediction
+        (``"initial"``: a refinement that cannot reach the prior, e.g. one that erases a broken
+        ring piece by piece because it cannot join it, leaves the segmentation as it was). The
+        record's ``betti_after`` and ``satisfied_after`` describe what is returned, ``reverted`` says
+        whether the initial prediction was.
     train_frozen : bool
         Whether parameters with ``requires_grad=False`` are refined too (in the copy). Default
         False: a frozen encoder stays frozen; a network frozen everywhere needs ``True``.
@@ -231,7 +239,8 @@ def refine_with_topology(
         (``"sigmoid"``, ``"softmax"``, ``"other"`` or None: the one applied to the logits), ``roi``
         (the box as ``[start, end]`` lists, or None), ``refined_parameters`` (names of the
         parameters optimised), ``cached_modules`` (names of the modules computed once) and ``amp``
-        (whether the network ran in bfloat16).
+        (whether the network ran in bfloat16) and ``reverted`` (whether ``on_failure="initial"`` returned the
+        initial prediction).
 
     Examples
     --------
@@ -273,6 +282,8 @@ def refine_with_topology(
                 f"roi_threshold={roi_threshold} must be below threshold={threshold}: outside the region the "
                 "initial prediction is kept, which must not hold foreground the refinement cannot see."
             )
+    if on_failure not in ("refined", "initial"):
+        raise ValueError(f"on_failure must be 'refined' or 'initial', got on_failure={on_failure!r}.")
     for name, flag in (("stop_when_satisfied", stop_when_satisfied), ("train_frozen", train_frozen)):
         check_bool(flag, name)
     spatial_ndim = image.ndim - 1
@@ -422,6 +433,9 @@ def refine_with_topology(
         # The ROI's prediction differs from the whole item's near the box edges (padding): without a
         # step, keep the whole item's, so an item that already has the prior is returned unchanged.
         final = assemble(probs.detach()) if trace else full_reference
+        reverted = bool(trace) and not satisfied and on_failure == "initial"
+        if reverted:
+            final, betti_after, satisfied = full_reference, betti_before, satisfied_before
         record = {
             "iterations": len(trace),
             "loss": trace,
@@ -435,6 +449,7 @@ def refine_with_topology(
             "refined_parameters": refined_names,
             "cached_modules": cached_modules,
             "amp": amp,
+            "reverted": reverted,
         }
         return final[0], record
 
