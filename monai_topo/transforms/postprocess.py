@@ -197,8 +197,9 @@ def refine_with_topology(
         ``roi_divisible`` (so U-Nets accept it). Outside it the initial prediction is kept, which
         cannot add features there as long as ``roi_threshold < threshold``; the MSE term still
         divides by the whole item's ``V``. Inside it, the network sees a cropped input, so
-        predictions within the receptive field of the box edge may differ slightly from
-        whole-image inference. None: the whole item. ``"auto"`` (default): ``0.4 · threshold``
+        predictions within the receptive field of the box edge may differ from whole-image
+        inference, and everywhere for a network with instance norm (MONAI's ``UNet`` default),
+        whose statistics change with the box. None: the whole item. ``"auto"`` (default): ``0.4 · threshold``
         for 3D items of at least ``AUTO_ROI_VOXELS`` voxels (64×128×128), where each step's
         forward and backward pass then costs the box only (measured in ``docs/benchmarks.md``),
         None for smaller items.
@@ -430,8 +431,9 @@ def refine_with_topology(
             loss.backward()
             optim.step()
             trace.append(float(loss.detach()))
-        # The ROI's prediction differs from the whole item's near the box edges (padding): without a
-        # step, keep the whole item's, so an item that already has the prior is returned unchanged.
+        # The ROI's prediction differs from the whole item's (padding at the box edges, instance norm's
+        # statistics): without a step, keep the whole item's, so an item that already has the prior is
+        # returned unchanged.
         final = assemble(probs.detach()) if trace else full_reference
         reverted = bool(trace) and not satisfied and on_failure == "initial"
         if reverted:
