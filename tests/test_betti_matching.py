@@ -306,3 +306,26 @@ def test_run_tasks_order_and_errors():
             run_tasks({"a": (lambda: None, ("missing",))}, pool)
         with pytest.raises(ZeroDivisionError):
             run_tasks({"a": (lambda: 1 / 0, ())}, pool)
+
+
+def test_orders_of_a_mask_and_of_the_comparison_image_are_stable_sorts():
+    """The partition of a mask and the merge of a raised map into its lower map's order equal a
+    stable descending sort (ties by index), raised cells few (merged) or many (sorted)."""
+    from monai_topo.ph.induced_matching import order_above, two_valued_order
+
+    def stable_descending(values):
+        return np.argsort(-values.astype(np.float64), kind="stable")
+
+    rng = np.random.default_rng(21)
+    for trial in range(20):
+        n = int(rng.integers(1, 400))
+        mask = (rng.random(n) < rng.random()).astype(np.float32) * rng.choice([1.0, 0.5])
+        np.testing.assert_array_equal(two_valued_order(mask), stable_descending(mask))
+        lower = (np.round(rng.random(n) * (2, 5, 255)[trial % 3]) / (2, 5, 255)[trial % 3]).astype(np.float32)
+        raised = lower.copy()
+        at_top = rng.random(n) < 0.3
+        raised[at_top] = 1.0  # a mask's foreground
+        below_top = rng.random(n) < (0.05 if trial % 2 else 0.6)  # a few raised below the top (merged) or many (sorted)
+        raised[below_top] = np.maximum(lower[below_top], np.round(rng.random(below_top.sum()) * 4) / 4)
+        order = order_above(raised, lower, stable_descending(lower).astype(np.int32))
+        np.testing.assert_array_equal(order, stable_descending(raised))

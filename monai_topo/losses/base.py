@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 
@@ -16,26 +17,28 @@ from monai_topo.validation import check_bool, check_int
 PROBABILITY_TOLERANCE = 1e-5
 
 
-def check_batch(x: torch.Tensor, name: str) -> torch.Tensor:
-    """Raise unless ``x`` is a non-empty, finite ``(B, C, *spatial)`` tensor with 2 or 3 spatial dimensions."""
+def check_batch(x: torch.Tensor, name: str, finite: bool = True) -> torch.Tensor:
+    """Raise unless ``x`` is a non-empty, finite ``(B, C, *spatial)`` tensor with 2 or 3 spatial dimensions
+    (``finite=False``: the values are not looked at)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
     if x.ndim not in (4, 5):
         raise ValueError(f"{name} must have shape (B, C, H, W) or (B, C, D, H, W), got shape {tuple(x.shape)}.")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}).")
-    if not bool(torch.isfinite(x.detach()).all()):
+    if finite and not bool(torch.isfinite(x.detach()).all()):
         raise ValueError(f"{name} contains NaN or Inf values.")
     return x
 
 
 def check_probability_map(x: torch.Tensor, name: str, hint: str = "") -> torch.Tensor:
     """Raise ``ValueError`` unless ``x`` is a finite ``(B, C, *spatial)`` map of values in [0, 1]."""
-    values = check_batch(x, name).detach()
-    low, high = float(values.min()), float(values.max())
-    if low < 0 or high > 1 + PROBABILITY_TOLERANCE:
-        raise ValueError(f"{name} must hold probabilities in [0, 1], got values in [{low:.4g}, {high:.4g}]{hint}.")
-    return x
+    low, high = (float(v) for v in torch.aminmax(check_batch(x, name, finite=False).detach()))
+    if low >= 0 and high <= 1 + PROBABILITY_TOLERANCE:  # one pass: NaN fails both comparisons
+        return x
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"{name} contains NaN or Inf values.")
+    raise ValueError(f"{name} must hold probabilities in [0, 1], got values in [{low:.4g}, {high:.4g}]{hint}.")
 
 
 def loss_table(score: Callable[..., torch.Tensor], *grids: list[list]) -> torch.Tensor:
@@ -109,6 +112,8 @@ class TopologicalLoss(_Loss):
         """Validate ``input``, apply the configured activation and check the result is a probability map."""
         if isinstance(input, torch.Tensor) and not input.is_floating_point():
             raise TypeError(f"input must be a floating-point tensor, got dtype {input.dtype}.")
+        if not (self.sigmoid or self.softmax or self.other_act is not None):
+            return check_probability_map(input, "input", "; for logits pass sigmoid=True or softmax=True")
         check_batch(input, "input")
         if self.sigmoid:
             input = torch.sigmoid(input)
@@ -119,10 +124,7 @@ class TopologicalLoss(_Loss):
                 input = torch.softmax(input, 1)
         if self.other_act is not None:
             input = self.other_act(input)
-        hint = ""
-        if not (self.sigmoid or self.softmax or self.other_act is not None):
-            hint = "; for logits pass sigmoid=True or softmax=True"
-        return check_probability_map(input, "input (after activation)", hint)
+        return check_probability_map(input, "input (after activation)")
 
     def drop_background(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` without channel 0 when ``include_background`` is False (MONAI's rule)."""

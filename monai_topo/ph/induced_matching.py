@@ -311,13 +311,13 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
     """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in dimension 0, and ``C``'s
     merging edges (as :func:`bars_dim0`).
 
-    The union-finds of ``P`` and ``G`` follow ``C``'s merges, so their roots are each ``C``-component's
-    eldest vertex by ``P``'s (``G``'s) values: the image bar that ``C``'s edge kills is born at the
-    younger of the two.
+    Union-finds of ``P`` and ``G`` that follow ``C``'s merges have ``C``'s components, so one
+    union-find holds them, with each component's eldest vertex by ``P``'s and by ``G``'s values:
+    the image bar that ``C``'s edge kills is born at the younger of the two merging ones.
     """
-    parent_c = np.arange(vertex_c.size, dtype=np.int32)
-    parent_p = np.arange(vertex_c.size, dtype=np.int32)
-    parent_g = np.arange(vertex_c.size, dtype=np.int32)
+    parent = np.arange(vertex_c.size, dtype=np.int32)
+    eldest_p = np.arange(vertex_c.size, dtype=np.int32)
+    eldest_g = np.arange(vertex_c.size, dtype=np.int32)
     matches = np.empty((vertex_c.size, 2), np.int64)
     merged = np.zeros(order_c.size, np.bool_)
     n = 0
@@ -326,21 +326,19 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
     for i in range(order_c.size):
         if components == 1:
             break
-        u, v = ends[i, 0], ends[i, 1]
-        ru, rv = _find(parent_c, u), _find(parent_c, v)
+        ru, rv = _find(parent, ends[i, 0]), _find(parent, ends[i, 1])
         if ru == rv:
             continue
         e = order_c[i]
         components -= 1
         merged[e] = True
         young = _younger(vertex_c, ru, rv)
-        parent_c[young] = rv if young == ru else ru
-        pu, pv = _find(parent_p, u), _find(parent_p, v)
-        young_p = _younger(vertex_p, pu, pv)
-        parent_p[young_p] = pv if young_p == pu else pu
-        gu, gv = _find(parent_g, u), _find(parent_g, v)
-        young_g = _younger(vertex_g, gu, gv)
-        parent_g[young_g] = gv if young_g == gu else gu
+        elder = rv if young == ru else ru
+        parent[young] = elder
+        young_p = _younger(vertex_p, eldest_p[ru], eldest_p[rv])
+        eldest_p[elder] = eldest_p[rv] if young_p == eldest_p[ru] else eldest_p[ru]
+        young_g = _younger(vertex_g, eldest_g[ru], eldest_g[rv])
+        eldest_g[elder] = eldest_g[rv] if young_g == eldest_g[ru] else eldest_g[ru]
         if vertex_c[young] != edge_c[e] and bar_p[young_p] >= 0 and bar_g[young_g] >= 0:
             matches[n, 0], matches[n, 1] = bar_p[young_p], bar_g[young_g]
             n += 1
@@ -352,15 +350,16 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
     """Positive-length bars of the top dimension, and where they land in ``C``.
 
     The facets in ``order`` (the image's own) are read backwards: union-find of the top cells and
-    the outside, the outside eldest, and ``C``'s union-find (values ``top_c``) following each
-    merge. Returns ``(births, deaths, bar_of_c, created)``: facet positions, top ids, for each root
-    of ``C`` the bar whose death merged into it (``-1``: none), and the mask of the facets that
-    merge (they create a top-dimensional class: in the middle dimension their boundaries reduce
-    to zero, its clearing).
+    the outside, the outside eldest; ``C``'s union-find following each merge has the same
+    components, so each component also holds its eldest top cell by ``C``'s values ``top_c``.
+    Returns ``(births, deaths, bar_of_c, created)``: facet positions, top ids, for each root of
+    ``C`` the bar whose death merged into it (``-1``: none), and the mask of the facets that merge
+    (they create a top-dimensional class: in the middle dimension their boundaries reduce to zero,
+    its clearing).
     """
     outside = top_values.size
     parent = np.arange(outside + 1, dtype=np.int32)
-    parent_c = np.arange(outside + 1, dtype=np.int32)
+    eldest_c = np.arange(outside + 1, dtype=np.int32)
     bar_of_c = np.full(outside + 1, -1, np.int64)
     created = np.zeros(order.size, np.bool_)
     births = np.empty(outside, np.int64)
@@ -378,11 +377,11 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
         f = order[i]
         components -= 1
         young = _younger_dual(top_values, ra, rb, outside)
-        parent[young] = rb if young == ra else ra
+        elder = rb if young == ra else ra
+        parent[young] = elder
         created[f] = True
-        ca, cb = _find(parent_c, a), _find(parent_c, b)
-        young_c = _younger_dual(top_c, ca, cb, outside)
-        parent_c[young_c] = cb if young_c == ca else ca
+        young_c = _younger_dual(top_c, eldest_c[ra], eldest_c[rb], outside)
+        eldest_c[elder] = eldest_c[rb] if young_c == eldest_c[ra] else eldest_c[ra]
         if facet_values[f] != top_values[young]:
             births[n], deaths[n] = f, young
             bar_of_c[young_c] = n
@@ -698,10 +697,87 @@ def _side_values(cells: Layout, x: np.ndarray, full: bool) -> dict:
     return side
 
 
-def _sort(side: dict, kind: str, with_rank: bool) -> None:
+@njit(cache=True, nogil=True)
+def two_valued_order(values):
+    """Indices of an array of at most two values by decreasing value, ties by index: a stable
+    partition, one pass instead of a sort."""
+    high = values.max()
+    order = np.empty(values.size, np.int32)
+    n_high = 0
+    for i in range(values.size):
+        n_high += values[i] == high
+    first, second = 0, n_high
+    for i in range(values.size):
+        if values[i] == high:
+            order[first] = i
+            first += 1
+        else:
+            order[second] = i
+            second += 1
+    return order
+
+
+@njit(cache=True, nogil=True)
+def order_above(values, lower, lower_order):
+    """Indices of ``values`` by decreasing value, ties by index, given those of ``lower <= values``
+    (elementwise) in ``lower_order``.
+
+    The comparison image is its prediction raised where the target is higher: the cells it leaves
+    as they were keep their order, those at the highest value (a mask's foreground) come first by
+    index, and only the rest are sorted before a merge. Falls back to a sort where that rest is
+    more than a quarter of the cells.
+    """
+    n = values.size
+    high = values.max()
+    n_top = 0
+    n_rest = 0
+    for i in range(n):
+        if values[i] != lower[i]:
+            if values[i] == high:
+                n_top += 1
+            else:
+                n_rest += 1
+    if 4 * n_rest > n:
+        return descending_order(values, np.zeros(0, np.int64))
+    raised = np.empty(n_top + n_rest, np.int64)  # the raised cells: those at ``high``, then the rest
+    top, rest = 0, n_top
+    for i in range(n):
+        if values[i] != lower[i]:
+            if values[i] == high:
+                raised[top] = i
+                top += 1
+            else:
+                raised[rest] = i
+                rest += 1
+    rest_cells = raised[n_top:]
+    raised[n_top:] = rest_cells[descending_order(values[rest_cells], np.zeros(0, np.int64))]
+    order = np.empty(n, np.int32)
+    j = 0  # next raised cell
+    k = 0
+    for i in range(lower_order.size):  # merge the kept cells, in ``lower_order``, with the raised ones
+        a = lower_order[i]
+        if values[a] != lower[a]:
+            continue
+        while j < raised.size and (values[raised[j]] > values[a] or (values[raised[j]] == values[a] and raised[j] < a)):
+            order[k] = raised[j]
+            j += 1
+            k += 1
+        order[k] = a
+        k += 1
+    order[k:] = raised[j:]
+    return order
+
+
+def _sort(side: dict, kind: str, with_rank: bool, lower: dict | None = None) -> None:
     """``side[kind + "_order"]``: the cells of one kind by decreasing value, ties in the Layout's
-    order; and their inverse ``side[kind + "_rank"]`` where the reductions of a volume need it."""
-    order = descending_order(side[kind], np.zeros(0, np.int64))
+    order; and their inverse ``side[kind + "_rank"]`` where the reductions of a volume need it.
+    A mask's cells are partitioned; those of a map above ``lower``'s (sorted) merged into its order."""
+    if side["mask"]:
+        order = two_valued_order(side[kind])
+    elif lower is not None:
+        order = order_above(side[kind], lower[kind], lower[kind + "_order"])
+    else:
+        order = descending_order(side[kind], np.zeros(0, np.int64))
     side[kind + "_order"] = order
     if with_rank:
         rank = np.empty(order.size, np.int32)
@@ -813,7 +889,7 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
     maps = {"C": np.maximum(p_map, g_map), "P": p_map, "G": g_map}  # C: the comparison image
     kshape = tuple(2 * n + 1 if full else 2 * n - 1 for n in prediction.shape)
     cells = layout(kshape, full)
-    sides = {name: {"mask": middle and _is_mask(x)} for name, x in maps.items()}
+    sides = {name: {"mask": _is_mask(x)} for name, x in maps.items()}
     p, g, c = sides["P"], sides["G"], sides["C"]
     results = {}
 
@@ -823,15 +899,19 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
 
     tasks = {}
     for name, side in sides.items():
-        def values(side=side, x=maps[name]):
+        lower = p if name == "C" else None  # C's order is P's, raised where G is higher
+
+        def values(side=side, x=maps[name], lower=lower):
             side.update(_side_values(cells, x, full))
-            _sort(side, "edge", volume)
+            _sort(side, "edge", volume, lower)
             if not volume:
                 side["facet_order"] = side["edge_order"]
 
-        tasks[f"edges {name}"] = values, ()
+        after = ("edges P",) if lower is not None else ()
+        tasks[f"edges {name}"] = values, after
         if volume:
-            tasks[f"facets {name}"] = (lambda side=side: _sort(side, "facet", True)), (f"edges {name}",)
+            tasks[f"facets {name}"] = ((lambda side=side, lower=lower: _sort(side, "facet", True, lower)),
+                                       (f"edges {name}", *(("facets P",) if lower is not None else ())))
     for name, side in (("P", p), ("G", g)):
         def dim0(side=side):
             side["dim0"] = bars_dim0(side["vertex"], side["edge"], cells.edge_ends, side["edge_order"])
