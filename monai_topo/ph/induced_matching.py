@@ -91,8 +91,6 @@ def _khalimsky(x, full, flat):
     of voxels is that over its rows of the minima along the rows."""
     nz, ny, nx = x.shape
     (fz, lz), (fy, ly), (fx, lx) = _voxel_span(nz, full), _voxel_span(ny, full), _voxel_span(nx, full)
-    if flat:  # a 2D image: no Khalimsky axis along the padding
-        fz, lz = np.zeros(1, np.int64), np.zeros(1, np.int64)
     along_x = np.empty((nz, ny, fx.size), x.dtype)
     for z in range(nz):
         for y in range(ny):
@@ -105,6 +103,8 @@ def _khalimsky(x, full, flat):
             for i in range(fx.size):
                 u, v = along_x[z, fy[c], i], along_x[z, ly[c], i]
                 along_y[z, c, i] = max(u, v) if full else min(u, v)
+    if flat:  # a 2D image: no Khalimsky axis along the padding
+        return along_y
     out = np.empty((fz.size, fy.size, fx.size), x.dtype)
     for c in range(fz.size):
         for j in range(fy.size):
@@ -421,33 +421,37 @@ def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
 # A matrix of at most ``width`` (four) entries per column, given by the cells' incidences: cell
 # ``c`` is column ``column_of[c]``, its rows are ``rank`` of its neighbours (``neighbours[c]``,
 # ``-1``: none), reversed (``len(rank) - 1 - rank``) with ``flip``; the row of a neighbour ``s`` is
-# also held by the columns of the cells ``transposed[s]``. ``cleared`` cells have empty columns.
+# also held by the columns of the cells ``transposed[s]``, and ``row_cells`` (cells by rank) maps a
+# row back to its cell. ``cleared`` cells have empty columns.
 # Nearly all pairs are apparent (found from one column and its pivot's row); only the others go
-# through a column reduction, in column order. Both write the table ``owners``, one row per matrix
-# row: ``owners[r, 0]`` is the column whose pivot ``r`` is (``-1``: none) and, for a column that
-# stays as it is, ``owners[r, 1:]`` its other rows (``-1`` padded); a reduced column is ``-2 - j``,
-# the ``j``-th stored. A reduction looks up its pivot's
-# owner and that owner's rows in one cache line, instead of in the cells' tables.
+# through a column reduction, in column order. Both write the table ``owners``, one row per row
+# *cell*: ``owners[s, 0]`` is the cell whose column has ``s``'s row as pivot (``-1``: none) and, for
+# a column that stays as it is, ``owners[s, 1:]`` its other rows (``-1`` padded); a reduced column
+# is ``-2 - j``, the ``j``-th stored. Indexed by cell, the apparent pairs' writes land next to the
+# column being read (the pivot is one of its neighbours) instead of at a random rank: half of
+# their cost (measured on a 64x128x128 volume). A reduction looks up its pivot's owner and that
+# owner's rows in one cache line.
 
 
 @njit(cache=True, nogil=True)
-def _column_rows(c, neighbours, rank, flip, out):
-    """Rows of cell ``c``'s column into ``out``, ascending; returns their number."""
-    last = rank.size - 1
-    length = 0
-    for i in range(neighbours.shape[1]):
-        s = neighbours[c, i]
-        if s >= 0:
-            length = insert_sorted(out, length, last - rank[s] if flip else rank[s])
-    return length
+def _row(s, rank, flip):
+    """The row of cell ``s``."""
+    return rank.size - 1 - rank[s] if flip else rank[s]
 
 
 @njit(cache=True, nogil=True)
-def _keep(owners, pivot, column, rows, length):
-    """Record ``column`` (rows ``rows[:length]``, ascending) as the owner of its pivot, as it is."""
-    owners[pivot, 0] = column
+def _row_cell(r, row_cells, flip):
+    """The cell of row ``r``."""
+    return row_cells[row_cells.size - 1 - r] if flip else row_cells[r]
+
+
+@njit(cache=True, nogil=True)
+def _keep(owners, pivot_cell, column_cell, rows, length):
+    """Record ``column_cell``'s column (rows ``rows[:length]``, ascending) as the owner of its
+    pivot's row, as it is."""
+    owners[pivot_cell, 0] = column_cell
     for i in range(length - 1):
-        owners[pivot, 1 + i] = rows[i]
+        owners[pivot_cell, 1 + i] = rows[i]
 
 
 @njit(cache=True, nogil=True)
@@ -455,28 +459,30 @@ def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owner
     """The apparent pairs of the columns.
 
     A column whose pivot (largest row) is held by no earlier column is never added to: it stays as
-    it is and owns that row. Returns the other non-empty columns, ``(columns, rows)``, in column
-    order, their rows ascending (``-1`` first where fewer): the reduction reads them there, not
-    scattered over the cells' tables.
+    it is and owns that row. Returns the other non-empty columns, ``(columns, cells, rows)``, in
+    column order, their rows ascending (``-1`` first where fewer): the reduction reads them there,
+    not scattered over the cells' tables.
     """
-    last = rank.size - 1
     width = neighbours.shape[1]
     rows = np.empty(width, np.int32)
     unresolved_columns = np.empty(1024, np.int64)
+    unresolved_cells = np.empty(1024, np.int64)
     unresolved_rows = np.full((1024, width), -1, np.int32)
     n = 0
     for c in range(column_of.size):
         if cleared[c]:
             continue
-        length = _column_rows(c, neighbours, rank, flip, rows)
+        length = 0
+        pivot = pivot_cell = -1
+        for i in range(width):
+            s = neighbours[c, i]
+            if s >= 0:
+                r = _row(s, rank, flip)
+                length = insert_sorted(rows, length, r)
+                if r > pivot:
+                    pivot, pivot_cell = r, s
         if length == 0:
             continue
-        pivot = rows[length - 1]
-        pivot_cell = -1
-        for i in range(neighbours.shape[1]):
-            s = neighbours[c, i]
-            if s >= 0 and (last - rank[s] if flip else rank[s]) == pivot:
-                pivot_cell = s
         k = column_of[c]
         apparent = True
         for i in range(transposed.shape[1]):
@@ -484,41 +490,43 @@ def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owner
             if other >= 0 and not cleared[other] and column_of[other] < k:
                 apparent = False
         if apparent:
-            _keep(owners, pivot, k, rows, length)
+            _keep(owners, pivot_cell, c, rows, length)
             continue
         if n == unresolved_columns.size:
             unresolved_columns = grown(unresolved_columns, n + 1)
+            unresolved_cells = grown(unresolved_cells, n + 1)
             more = np.full((unresolved_columns.size, width), -1, np.int32)
             more[:n] = unresolved_rows
             unresolved_rows = more
         unresolved_columns[n] = k
+        unresolved_cells[n] = c
         for i in range(length):
             unresolved_rows[n, width - length + i] = rows[i]
         n += 1
     in_order = np.argsort(unresolved_columns[:n])
-    return unresolved_columns[in_order], unresolved_rows[in_order]
+    return unresolved_cells[in_order], unresolved_rows[in_order]
 
 
 @njit(cache=True, nogil=True)
-def reduce_unresolved(unresolved_columns, unresolved, top, owners):
-    """Column reduction of the columns that :func:`apparent_pairs` left (``unresolved_columns``, rows
-    ``unresolved``), in column order.
+def reduce_unresolved(unresolved_cells, unresolved, row_cells, flip, owners):
+    """Column reduction of the columns that :func:`apparent_pairs` left (of ``unresolved_cells``,
+    rows ``unresolved``), in column order.
 
     A column is reduced by adding the column that owns its pivot: one kept as it is or a reduced
     one, stored pivot first in one pool. The column being reduced is a heap of ``top - row`` whose
     equal entries cancel when they reach the top: an addition costs the added column's length, not
     the reduced column's, which grows to hundreds of rows on a plateau while the added ones hold a
     few (measured on a 64x128x128 noisy prediction against its mask). Completes ``owners``;
-    returns the column of each stored (reduced) column.
+    returns the cell of each stored (reduced) column.
     """
+    top = row_cells.size - 1
     width = unresolved.shape[1]
     start = np.zeros(1024, np.int64)
     pool = np.empty(4096, np.int64)
     n_stored = 0
     heap = np.empty(64, np.int64)
-    stored_columns = np.empty(1024, np.int64)
-    for u in range(unresolved_columns.size):
-        k = unresolved_columns[u]
+    stored_cells = np.empty(1024, np.int64)
+    for u in range(unresolved_cells.size):
         size = 0
         for i in range(width):
             if unresolved[u, i] >= 0:
@@ -527,16 +535,18 @@ def reduce_unresolved(unresolved_columns, unresolved, top, owners):
         reduced = False
         while True:
             entry, size = pop_pivot(heap, size)
-            if entry < 0 or owners[top - entry, 0] == -1:
+            if entry < 0:
                 break
-            pivot = top - entry
-            j = owners[pivot, 0]
+            pivot_cell = _row_cell(top - entry, row_cells, flip)
+            j = owners[pivot_cell, 0]
+            if j == -1:
+                break
             if j >= 0:  # kept as it is: its rows but the pivot, just popped
                 if size + width > heap.size:
                     heap = grown(heap, size + width)
                 for i in range(1, width):
-                    if owners[pivot, i] >= 0:
-                        heap_push(heap, size, top - owners[pivot, i])
+                    if owners[pivot_cell, i] >= 0:
+                        heap_push(heap, size, top - owners[pivot_cell, i])
                         size += 1
             else:
                 first, stop = start[-2 - j] + 1, start[-1 - j]
@@ -548,61 +558,57 @@ def reduce_unresolved(unresolved_columns, unresolved, top, owners):
             reduced = True
         if entry < 0:  # reduced to zero
             continue
-        pivot = top - entry
         if not reduced:
-            _keep(owners, pivot, k, unresolved[u], width)
+            _keep(owners, pivot_cell, unresolved_cells[u], unresolved[u], width)
             continue
-        owners[pivot, 0] = -2 - n_stored
-        if n_stored == stored_columns.size:
-            stored_columns = grown(stored_columns, n_stored + 1)
-        stored_columns[n_stored] = k
+        owners[pivot_cell, 0] = -2 - n_stored
+        if n_stored == stored_cells.size:
+            stored_cells = grown(stored_cells, n_stored + 1)
+        stored_cells[n_stored] = unresolved_cells[u]
         pool, used = store_reduced_column(pool, start[n_stored], entry, heap, size)
         n_stored += 1
         if n_stored + 1 > start.size:
             start = grown(start, n_stored + 1)
         start[n_stored] = used
-    return stored_columns[:n_stored]
+    return stored_cells[:n_stored]
 
 
 @njit(cache=True, nogil=True)
-def owned_pairs(owners, stored_columns, column_cells, row_cells, flip, column_values, row_values):
-    """The pairs that ``owners`` records, by pivot row, as ``(column cells, row cells)``: column ``k``
-    is the cell ``column_cells[k]`` and row ``r`` the cell ``row_cells[r]`` (counted from the end
-    with ``flip``). Where ``column_values`` is not empty, only the pairs whose two cells' values
-    differ (positive length). Counted first and written at their size: the pairs of a large volume
-    fill hundreds of megabytes, and fresh memory costs more to fault in than to fill.
+def owned_pairs(owners, stored_cells, column_values, row_values):
+    """The pairs that ``owners`` records, as ``(column cells, row cells)``, by row cell. Where
+    ``column_values`` is not empty, only the pairs whose two cells' values differ (positive
+    length). Counted first and written at their size: the pairs of a large volume fill hundreds of
+    megabytes, and fresh memory costs more to fault in than to fill.
     """
     positive_only = column_values.size > 0
     out_columns = out_rows = np.empty(0, np.int64)
     for writing in (False, True):
         n = 0
-        for r in range(owners.shape[0]):
-            k = owners[r, 0]
-            if k == -1:
+        for s in range(owners.shape[0]):
+            column = owners[s, 0]
+            if column == -1:
                 continue
-            if k < -1:
-                k = stored_columns[-2 - k]
-            column = column_cells[column_cells.size - 1 - k] if flip else column_cells[k]
-            row = row_cells[row_cells.size - 1 - r] if flip else row_cells[r]
-            if positive_only and column_values[column] == row_values[row]:
+            if column < -1:
+                column = stored_cells[-2 - column]
+            if positive_only and column_values[column] == row_values[s]:
                 continue
             if writing:
-                out_columns[n], out_rows[n] = column, row
+                out_columns[n], out_rows[n] = column, s
             n += 1
         if not writing:
             out_columns, out_rows = np.empty(n, np.int64), np.empty(n, np.int64)
     return out_columns, out_rows
 
 
-def reduce_incidences(column_of, neighbours, transposed, rank, flip, cleared, column_cells, row_cells, values):
+def reduce_incidences(column_of, neighbours, transposed, rank, flip, cleared, row_cells, values):
     """The pairs of the matrix described above, as :func:`owned_pairs`; ``values``: the columns'
     and the rows' cells' values to keep only positive-length pairs, or None for all pairs."""
     owners = np.full((rank.size, neighbours.shape[1]), -1, np.int32)
     unresolved = apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owners)
-    stored_columns = reduce_unresolved(*unresolved, rank.size - 1, owners)
+    stored_cells = reduce_unresolved(*unresolved, row_cells, flip, owners)
     no_values = np.zeros(0, np.float32)
     column_values, row_values = (no_values, no_values) if values is None else values
-    return owned_pairs(owners, stored_columns, column_cells, row_cells, flip, column_values, row_values)
+    return owned_pairs(owners, stored_cells, column_values, row_values)
 
 
 def pairs_by_cohomology(cells, row_order, row_rank, column_order, column_rank, cleared, values=None):
@@ -617,14 +623,14 @@ def pairs_by_cohomology(cells, row_order, row_rank, column_order, column_rank, c
     order, are never pivot rows (which rows are does not depend on the columns' order).
     """
     return reduce_incidences(row_order.size - 1 - row_rank, cells.edge_squares, cells.square_edges, column_rank, True,
-                             cleared, row_order, column_order, values)
+                             cleared, column_order, values)
 
 
 def pairs_by_homology(cells, row_order, row_rank, column_order, column_rank, cleared, values=None):
     """The pairs of :func:`pairs_by_cohomology` by reducing the boundaries of the squares;
     ``cleared`` squares, those that create a cavity in the columns' order, reduce to zero."""
     squares, edges = reduce_incidences(column_rank, cells.square_edges, cells.edge_squares, row_rank, False, cleared,
-                                       column_order, row_order, None if values is None else values[::-1])
+                                       row_order, None if values is None else values[::-1])
     return edges, squares
 
 
