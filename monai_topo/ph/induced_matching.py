@@ -698,7 +698,9 @@ def _is_mask(x: np.ndarray) -> bool:
 def _side_values(cells: Layout, x: np.ndarray, full: bool) -> dict:
     """Values of one map's cells, by kind, in the Layout's order."""
     grid = khalimsky_values(x, full).reshape(-1)
-    side = {kind: grid[cells.of(kind)] for kind in ("vertex", "edge", "top")}
+    voxels = "top" if full else "vertex"  # the voxels, in memory order in the Layout's
+    side = {kind: grid[cells.of(kind)] for kind in ("vertex", "edge", "top") if kind != voxels}
+    side[voxels] = x.reshape(-1)
     side["facet"] = side["edge"] if cells.facets is cells.edges else grid[cells.facets]  # an image's facets: its edges
     return side
 
