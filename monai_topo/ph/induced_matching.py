@@ -527,6 +527,10 @@ def reduce_unresolved(unresolved_cells, unresolved, row_cells, flip, owners):
     heap = np.empty(64, np.int64)
     stored_cells = np.empty(1024, np.int64)
     for u in range(unresolved_cells.size):
+        pivot_cell = _row_cell(unresolved[u, width - 1], row_cells, flip)
+        if owners[pivot_cell, 0] == -1:  # its pivot is free: nothing to add (most columns of a mask's rows)
+            _keep(owners, pivot_cell, unresolved_cells[u], unresolved[u], width)
+            continue
         size = 0
         for i in range(width):
             if unresolved[u, i] >= 0:
@@ -808,21 +812,27 @@ def middle_pairs(cells: Layout, rows: dict, columns: dict) -> tuple[np.ndarray, 
                  values)
 
 
-def _middle_matches(cells: Layout, p: dict, g: dict, c: dict, pairs: dict) -> np.ndarray:
-    """Matched bars of dimension 1 of a volume: an image bar is matched to the bar of ``P`` born at
-    the same edge, and to the bar of ``C`` that dies at the same square. ``pairs[(rows, columns)]``
-    are the :func:`middle_pairs` of the maps named ``"P"``, ``"G"``, ``"C"``."""
-    deaths_c = pairs["C", "C"][1]
-    matched = []
-    for side, (births, deaths) in ((p, pairs["P", "C"]), (g, pairs["G", "C"])):
-        image_birth = np.full(cells.facets.size, -1, np.int64)
-        image_birth[deaths] = births
-        bar_of_birth = np.full(cells.edges.size, -1, np.int64)
-        bar_of_birth[side["middle"][0]] = np.arange(side["middle"][0].size)
-        birth = image_birth[deaths_c]
-        matched.append(np.where(birth >= 0, bar_of_birth[np.maximum(birth, 0)], -1))
-    both = (matched[0] >= 0) & (matched[1] >= 0)
-    return np.stack([matched[0][both], matched[1][both]], 1)
+@njit(cache=True, nogil=True)
+def image_bars_of_c(n_facets, n_edges, image_births, image_deaths, deaths_c, bar_births):
+    """For each bar of ``C`` in dimension 1 of a volume (its death square in ``deaths_c``), the bar
+    of ``P`` (born at ``bar_births``) matched to it through the image, ``-1``: none.
+
+    An image bar (``image_births``, ``image_deaths``: all pairs of the image's reduction) is
+    matched to the bar of ``P`` born at the same edge and to the bar of ``C`` that dies at the same
+    square.
+    """
+    bar_of_c = np.full(n_facets, -1, np.int32)
+    for i in range(deaths_c.size):
+        bar_of_c[deaths_c[i]] = i
+    bar_of_birth = np.full(n_edges, -1, np.int32)
+    for i in range(bar_births.size):
+        bar_of_birth[bar_births[i]] = i
+    out = np.full(deaths_c.size, -1, np.int64)
+    for i in range(image_deaths.size):
+        k = bar_of_c[image_deaths[i]]
+        if k >= 0:
+            out[k] = bar_of_birth[image_births[i]]
+    return out
 
 
 def run_tasks(tasks: dict, pool: Executor | None) -> None:
@@ -950,17 +960,24 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
 
             clearing = f"top {columns}" if sides[rows]["mask"] else f"dim0 {rows}"
             tasks[f"middle {rows} {columns}"] = pairs, (f"edges {rows}", facets(columns), clearing)
+        for name in ("P", "G"):
+            def image(name=name):
+                results["image", name] = image_bars_of_c(cells.facets.size, cells.edges.size, *results[name, "C"],
+                                                         results["C", "C"][1], results[name, name][0])
+
+            tasks[f"match1 {name}"] = image, (f"middle {name} C", "middle C C", f"middle {name} {name}")
     # By stage (a stable sort: C first within one), so that dimension 0, whose matching the longest
     # chain waits for, comes before the facets' sorts.
-    stages = ("edges", "dim0", "facets", "top", "middle")
+    stages = ("edges", "dim0", "facets", "top", "middle", "match1")
     run_tasks(dict(sorted(tasks.items(), key=lambda task: stages.index(task[0].split()[0]))), pool)
 
     (bp, dp, _, _), (bg, dg, _, _) = p["dim0"], g["dim0"]
     per_dim = [("vertex", "edge", bp, dp, bg, dg, results["dim0"])]
     if middle:
-        p["middle"], g["middle"] = results["P", "P"], results["G", "G"]
-        (bp1, dp1), (bg1, dg1) = p["middle"], g["middle"]
-        per_dim.append(("edge", "facet", bp1, dp1, bg1, dg1, _middle_matches(cells, p, g, c, results)))
+        (bp1, dp1), (bg1, dg1) = results["P", "P"], results["G", "G"]
+        both = (results["image", "P"] >= 0) & (results["image", "G"] >= 0)
+        matches = np.stack([results["image", "P"][both], results["image", "G"][both]], 1)
+        per_dim.append(("edge", "facet", bp1, dp1, bg1, dg1, matches))
     if maxdim >= ndim - 1:
         (bp, dp, _, _), (bg, dg, _, _) = p["top_bars"], g["top_bars"]
         per_dim.append(("facet", "top", bp, dp, bg, dg, results["top"]))
