@@ -710,23 +710,25 @@ def _side_values(cells: Layout, x: np.ndarray, full: bool) -> dict:
 
 
 @njit(cache=True, nogil=True)
+def stable_partition(first):
+    """Indices where ``first`` holds, then the others, each in index order."""
+    order = np.empty(first.size, np.int32)
+    at_first, at_second = 0, np.count_nonzero(first)
+    for i in range(first.size):
+        if first[i]:
+            order[at_first] = i
+            at_first += 1
+        else:
+            order[at_second] = i
+            at_second += 1
+    return order
+
+
+@njit(cache=True, nogil=True)
 def two_valued_order(values):
     """Indices of an array of at most two values by decreasing value, ties by index: a stable
     partition, one pass instead of a sort."""
-    high = values.max()
-    order = np.empty(values.size, np.int32)
-    n_high = 0
-    for i in range(values.size):
-        n_high += values[i] == high
-    first, second = 0, n_high
-    for i in range(values.size):
-        if values[i] == high:
-            order[first] = i
-            first += 1
-        else:
-            order[second] = i
-            second += 1
-    return order
+    return stable_partition(values == values.max())
 
 
 @njit(cache=True, nogil=True)
@@ -741,36 +743,34 @@ def order_above(values, lower, lower_order):
     """
     n = values.size
     high = values.max()
-    n_top = 0
-    n_rest = 0
+    kept = np.empty(n, np.bool_)
+    at_high = np.empty(n, np.int64)  # the raised cells at ``high``, by index
+    below_high = np.empty(n, np.int64)  # and the others
+    n_high = n_below = 0
     for i in range(n):
-        if values[i] != lower[i]:
-            if values[i] == high:
-                n_top += 1
-            else:
-                n_rest += 1
-    if 4 * n_rest > n:
+        kept[i] = values[i] == lower[i]
+        if kept[i]:
+            continue
+        if values[i] == high:
+            at_high[n_high] = i
+            n_high += 1
+        else:
+            below_high[n_below] = i
+            n_below += 1
+    if 4 * n_below > n:
         return descending_order(values, np.zeros(0, np.int64))
-    raised = np.empty(n_top + n_rest, np.int64)  # the raised cells: those at ``high``, then the rest
-    top, rest = 0, n_top
-    for i in range(n):
-        if values[i] != lower[i]:
-            if values[i] == high:
-                raised[top] = i
-                top += 1
-            else:
-                raised[rest] = i
-                rest += 1
-    rest_cells = raised[n_top:]
-    raised[n_top:] = rest_cells[descending_order(values[rest_cells], np.zeros(0, np.int64))]
+    below_high = below_high[:n_below]
+    raised = np.concatenate((at_high[:n_high], below_high[descending_order(values[below_high], np.zeros(0, np.int64))]))
+    raised_values = values[raised]
     order = np.empty(n, np.int32)
     j = 0  # next raised cell
     k = 0
     for i in range(lower_order.size):  # merge the kept cells, in ``lower_order``, with the raised ones
         a = lower_order[i]
-        if values[a] != lower[a]:
+        if not kept[a]:
             continue
-        while j < raised.size and (values[raised[j]] > values[a] or (values[raised[j]] == values[a] and raised[j] < a)):
+        value = values[a]
+        while j < raised.size and (raised_values[j] > value or (raised_values[j] == value and raised[j] < a)):
             order[k] = raised[j]
             j += 1
             k += 1
