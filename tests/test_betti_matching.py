@@ -131,7 +131,8 @@ def test_equals_brute_force(shape, connectivity):
 def test_dimension_1_pairs_by_cohomology_and_homology_equal_a_dense_reduction(connectivity):
     """Both reductions of a volume's squares give the pivot pairs of the dense boundary matrix with
     its rows (edges) in one map's order and its columns (squares) in another's: the anti-transpose
-    has the same pairs, and the clearings (merging edges, cavity-creating squares) drop no pair."""
+    has the same pairs, and the clearings (merging edges, cavity-creating squares: their columns
+    cleared in one, their rows dropped in the other) drop no pair."""
     from monai_topo.ph.induced_matching import layout, pairs_by_cohomology, pairs_by_homology
 
     full = connectivity == "full"
@@ -163,13 +164,13 @@ def test_dimension_1_pairs_by_cohomology_and_homology_equal_a_dense_reduction(co
             created[[position[f] for _, f in _reduce(rows, columns)]] = False
             row_order, row_rank = as_positions(rows)
             column_order, column_rank = as_positions(columns)
-            for pairs, cleared in ((pairs_by_cohomology, merged), (pairs_by_homology, created)):
-                got = pairs(cells, row_order, row_rank, column_order, column_rank, cleared)
+            for pairs in (pairs_by_cohomology, pairs_by_homology):
+                got = pairs(cells, row_order, row_rank, column_order, column_rank, merged, created)
                 assert set(zip(*(a.tolist() for a in got))) == expected
                 if rows_cx is columns_cx:  # a map's own bars: the positive-length pairs only
                     values = [np.array([rows_cx[c][1] for c in zip(*np.unravel_index(kind, kshape))])
                               for kind in (cells.edges, cells.facets)]
-                    got = pairs(cells, row_order, row_rank, column_order, column_rank, cleared, values)
+                    got = pairs(cells, row_order, row_rank, column_order, column_rank, merged, created, values)
                     assert set(zip(*(a.tolist() for a in got))) == {
                         (e, f) for e, f in expected if values[0][e] != values[1][f]}
 

@@ -422,7 +422,10 @@ def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
 # ``c`` is column ``column_of[c]``, its rows are ``rank`` of its neighbours (``neighbours[c]``,
 # ``-1``: none), reversed (``len(rank) - 1 - rank``) with ``flip``; the row of a neighbour ``s`` is
 # also held by the columns of the cells ``transposed[s]``, and ``row_cells`` (cells by rank) maps a
-# row back to its cell. ``cleared`` cells have empty columns.
+# row back to its cell. ``cleared`` cells have empty columns, and ``never_pivot`` cells no row:
+# a row that is no column's final pivot is never a column's pivot on the way either (the column
+# would stop there and own it), so dropping it changes no pair and shortens every column that
+# holds it (the other half of the clearing: homology's zero columns are cohomology's free rows).
 # Nearly all pairs are apparent (found from one column and its pivot's row); only the others go
 # through a column reduction, in column order. Both write the table ``owners``, one row per row
 # *cell*: ``owners[s, 0]`` is the cell whose column has ``s``'s row as pivot (``-1``: none) and, for
@@ -455,7 +458,7 @@ def _keep(owners, pivot_cell, column_cell, rows, length):
 
 
 @njit(cache=True, nogil=True)
-def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owners):
+def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, never_pivot, owners):
     """The apparent pairs of the columns.
 
     A column whose pivot (largest row) is held by no earlier column is never added to: it stays as
@@ -476,7 +479,7 @@ def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owner
         pivot = pivot_cell = -1
         for i in range(width):
             s = neighbours[c, i]
-            if s >= 0:
+            if s >= 0 and not never_pivot[s]:
                 r = _row(s, rank, flip)
                 length = insert_sorted(rows, length, r)
                 if r > pivot:
@@ -604,18 +607,18 @@ def owned_pairs(owners, stored_cells, column_values, row_values):
     return out_columns, out_rows
 
 
-def reduce_incidences(column_of, neighbours, transposed, rank, flip, cleared, row_cells, values):
+def reduce_incidences(column_of, neighbours, transposed, rank, flip, cleared, never_pivot, row_cells, values):
     """The pairs of the matrix described above, as :func:`owned_pairs`; ``values``: the columns'
     and the rows' cells' values to keep only positive-length pairs, or None for all pairs."""
     owners = np.full((rank.size, neighbours.shape[1]), -1, np.int32)
-    unresolved = apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, owners)
+    unresolved = apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, never_pivot, owners)
     stored_cells = reduce_unresolved(*unresolved, row_cells, flip, owners)
     no_values = np.zeros(0, np.float32)
     column_values, row_values = (no_values, no_values) if values is None else values
     return owned_pairs(owners, stored_cells, column_values, row_values)
 
 
-def pairs_by_cohomology(cells, row_order, row_rank, column_order, column_rank, cleared, values=None):
+def pairs_by_cohomology(cells, row_order, row_rank, column_order, column_rank, merged, created, values=None):
     """Pairs ``(edge positions, square positions)`` of the boundary matrix of a volume's squares
     (``cells``: their :class:`Layout`), rows in ``row_order`` and columns in ``column_order``
     (``*_rank``: their inverses); with ``values`` (of the edges, of the squares), only those of
@@ -623,18 +626,20 @@ def pairs_by_cohomology(cells, row_order, row_rank, column_order, column_rank, c
 
     They are those of its anti-transpose, whose lower-left ranks are the same (de Silva, Morozov
     & Vejdemo-Johansson, 2011): the coboundaries of the edges from the latest, with the squares
-    from the latest (row ``0``). ``cleared`` edges, those that merge components in the rows'
-    order, are never pivot rows (which rows are does not depend on the columns' order).
+    from the latest (row ``0``). ``merged`` edges, those that merge components in the rows'
+    order, are never pivot rows (which rows are does not depend on the columns' order): their
+    coboundaries are cleared; ``created`` squares, those that create a cavity in the columns'
+    order, reduce to zero: they are no pivot, their rows are dropped.
     """
     return reduce_incidences(row_order.size - 1 - row_rank, cells.edge_squares, cells.square_edges, column_rank, True,
-                             cleared, column_order, values)
+                             merged, created, column_order, values)
 
 
-def pairs_by_homology(cells, row_order, row_rank, column_order, column_rank, cleared, values=None):
-    """The pairs of :func:`pairs_by_cohomology` by reducing the boundaries of the squares;
-    ``cleared`` squares, those that create a cavity in the columns' order, reduce to zero."""
-    squares, edges = reduce_incidences(column_rank, cells.square_edges, cells.edge_squares, row_rank, False, cleared,
-                                       row_order, None if values is None else values[::-1])
+def pairs_by_homology(cells, row_order, row_rank, column_order, column_rank, merged, created, values=None):
+    """The pairs of :func:`pairs_by_cohomology` by reducing the boundaries of the squares:
+    ``created`` squares are cleared, ``merged`` edges' rows dropped."""
+    squares, edges = reduce_incidences(column_rank, cells.square_edges, cells.edge_squares, row_rank, False, created,
+                                       merged, row_order, None if values is None else values[::-1])
     return edges, squares
 
 
@@ -803,13 +808,10 @@ def middle_pairs(cells: Layout, rows: dict, columns: dict) -> tuple[np.ndarray, 
     By cohomology, or by homology where the rows' map is a mask (two values), whose long plateaus
     make cohomology need about thirteen times more column additions (measured on a 64x128x128
     noisy prediction against its mask)."""
-    if rows["mask"]:
-        pairs, cleared = pairs_by_homology, columns["created"]
-    else:
-        pairs, cleared = pairs_by_cohomology, rows["merged"]
+    pairs = pairs_by_homology if rows["mask"] else pairs_by_cohomology
     values = (rows["edge"], rows["facet"]) if rows is columns else None
-    return pairs(cells, rows["edge_order"], rows["edge_rank"], columns["facet_order"], columns["facet_rank"], cleared,
-                 values)
+    return pairs(cells, rows["edge_order"], rows["edge_rank"], columns["facet_order"], columns["facet_rank"],
+                 rows["merged"], columns["created"], values)
 
 
 @njit(cache=True, nogil=True)
@@ -958,8 +960,8 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
             def pairs(rows=rows, columns=columns):
                 results[rows, columns] = middle_pairs(cells, sides[rows], sides[columns])
 
-            clearing = f"top {columns}" if sides[rows]["mask"] else f"dim0 {rows}"
-            tasks[f"middle {rows} {columns}"] = pairs, (f"edges {rows}", facets(columns), clearing)
+            tasks[f"middle {rows} {columns}"] = pairs, (f"edges {rows}", facets(columns), f"dim0 {rows}",
+                                                        f"top {columns}")
         for name in ("P", "G"):
             def image(name=name):
                 results["image", name] = image_bars_of_c(cells.facets.size, cells.edges.size, *results[name, "C"],
