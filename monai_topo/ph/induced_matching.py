@@ -307,6 +307,18 @@ def bars_dim0(vertex_values, edge_values, edge_ends, order):
 
 
 @njit(cache=True, nogil=True)
+def _merge_eldest(eldest, eldest_value, a, b, elder):
+    """Of the eldest vertices of the roots ``a`` and ``b`` (values alongside, so that the four
+    reads do not wait on each other), the younger; the elder becomes ``elder``'s."""
+    u, v, value_u, value_v = eldest[a], eldest[b], eldest_value[a], eldest_value[b]
+    if value_u < value_v or (value_u == value_v and u > v):
+        eldest[elder], eldest_value[elder] = v, value_v
+        return u
+    eldest[elder], eldest_value[elder] = u, value_u
+    return v
+
+
+@njit(cache=True, nogil=True)
 def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, bar_g):
     """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in dimension 0, and ``C``'s
     merging edges (as :func:`bars_dim0`).
@@ -318,6 +330,7 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
     parent = np.arange(vertex_c.size, dtype=np.int32)
     eldest_p = np.arange(vertex_c.size, dtype=np.int32)
     eldest_g = np.arange(vertex_c.size, dtype=np.int32)
+    eldest_p_value, eldest_g_value = vertex_p.copy(), vertex_g.copy()
     matches = np.empty((vertex_c.size, 2), np.int64)
     merged = np.zeros(order_c.size, np.bool_)
     n = 0
@@ -335,10 +348,8 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
         young = _younger(vertex_c, ru, rv)
         elder = rv if young == ru else ru
         parent[young] = elder
-        young_p = _younger(vertex_p, eldest_p[ru], eldest_p[rv])
-        eldest_p[elder] = eldest_p[rv] if young_p == eldest_p[ru] else eldest_p[ru]
-        young_g = _younger(vertex_g, eldest_g[ru], eldest_g[rv])
-        eldest_g[elder] = eldest_g[rv] if young_g == eldest_g[ru] else eldest_g[ru]
+        young_p = _merge_eldest(eldest_p, eldest_p_value, ru, rv, elder)
+        young_g = _merge_eldest(eldest_g, eldest_g_value, ru, rv, elder)
         if vertex_c[young] != edge_c[e] and bar_p[young_p] >= 0 and bar_g[young_g] >= 0:
             matches[n, 0], matches[n, 1] = bar_p[young_p], bar_g[young_g]
             n += 1
@@ -785,6 +796,15 @@ def order_above(values, lower, lower_order):
     return order
 
 
+@njit(cache=True, nogil=True)
+def inverse_permutation(order):
+    """``rank`` with ``rank[order[i]] == i`` (int32): half the time of numpy's scatter of an arange."""
+    rank = np.empty(order.size, np.int32)
+    for i in range(order.size):
+        rank[order[i]] = i
+    return rank
+
+
 def _sort(side: dict, kind: str, with_rank: bool, lower: dict | None = None) -> None:
     """``side[kind + "_order"]``: the cells of one kind by decreasing value, ties in the Layout's
     order; and their inverse ``side[kind + "_rank"]`` where the reductions of a volume need it.
@@ -797,9 +817,7 @@ def _sort(side: dict, kind: str, with_rank: bool, lower: dict | None = None) -> 
         order = descending_order(side[kind], np.zeros(0, np.int64))
     side[kind + "_order"] = order
     if with_rank:
-        rank = np.empty(order.size, np.int32)
-        rank[order] = np.arange(order.size, dtype=np.int32)
-        side[kind + "_rank"] = rank
+        side[kind + "_rank"] = inverse_permutation(order)
 
 
 def middle_pairs(cells: Layout, rows: dict, columns: dict) -> tuple[np.ndarray, np.ndarray]:
