@@ -430,8 +430,8 @@ def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
 
 # --- dimension 1 of a volume: column reduction --------------------------------------------------
 # A matrix of at most ``width`` (four) entries per column, given by the cells' incidences: cell
-# ``c`` is column ``column_of[c]``, its rows are ``rank`` of its neighbours (``neighbours[c]``,
-# ``-1``: none), reversed (``len(rank) - 1 - rank``) with ``flip``; the row of a neighbour ``s`` is
+# ``c`` is column ``column_rank[c]``, its rows are ``rank`` of its neighbours (``neighbours[c]``,
+# ``-1``: none), both reversed (``len(rank) - 1 - rank``) with ``flip``; the row of a neighbour ``s`` is
 # also held by the columns of the cells ``transposed[s]``, and ``row_cells`` (cells by rank) maps a
 # row back to its cell. ``cleared`` cells have empty columns, and ``never_pivot`` cells no row:
 # a row that is no column's final pivot is never a column's pivot on the way either (the column
@@ -448,9 +448,9 @@ def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
 
 
 @njit(cache=True, nogil=True)
-def _row(s, rank, flip):
-    """The row of cell ``s``."""
-    return rank.size - 1 - rank[s] if flip else rank[s]
+def _position(cell, rank, flip):
+    """The row (``rank``: the rows') or column of a cell."""
+    return rank.size - 1 - rank[cell] if flip else rank[cell]
 
 
 @njit(cache=True, nogil=True)
@@ -469,7 +469,7 @@ def _keep(owners, pivot_cell, column_cell, rows, length):
 
 
 @njit(cache=True, nogil=True)
-def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, never_pivot, owners):
+def apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, never_pivot, owners):
     """The apparent pairs of the columns.
 
     A column whose pivot (largest row) is held by no earlier column is never added to: it stays as
@@ -483,7 +483,7 @@ def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, never
     unresolved_cells = np.empty(1024, np.int64)
     unresolved_rows = np.full((1024, width), -1, np.int32)
     n = 0
-    for c in range(column_of.size):
+    for c in range(column_rank.size):
         if cleared[c]:
             continue
         length = 0
@@ -491,17 +491,17 @@ def apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, never
         for i in range(width):
             s = neighbours[c, i]
             if s >= 0 and not never_pivot[s]:
-                r = _row(s, rank, flip)
+                r = _position(s, rank, flip)
                 length = insert_sorted(rows, length, r)
                 if r > pivot:
                     pivot, pivot_cell = r, s
         if length == 0:
             continue
-        k = column_of[c]
+        k = _position(c, column_rank, flip)
         apparent = True
         for i in range(transposed.shape[1]):
             other = transposed[pivot_cell, i]
-            if other >= 0 and not cleared[other] and column_of[other] < k:
+            if other >= 0 and not cleared[other] and _position(other, column_rank, flip) < k:
                 apparent = False
         if apparent:
             _keep(owners, pivot_cell, c, rows, length)
@@ -620,11 +620,11 @@ def owned_pairs(owners, stored_cells, column_values, row_values):
     return out_columns, out_rows
 
 
-def reduce_incidences(column_of, neighbours, transposed, rank, flip, cleared, never_pivot, row_cells, values):
+def reduce_incidences(column_rank, neighbours, transposed, rank, flip, cleared, never_pivot, row_cells, values):
     """The pairs of the matrix described above, as :func:`owned_pairs`; ``values``: the columns'
     and the rows' cells' values to keep only positive-length pairs, or None for all pairs."""
     owners = np.full((rank.size, neighbours.shape[1]), -1, np.int32)
-    unresolved = apparent_pairs(column_of, neighbours, transposed, rank, flip, cleared, never_pivot, owners)
+    unresolved = apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, never_pivot, owners)
     stored_cells = reduce_unresolved(*unresolved, row_cells, flip, owners)
     no_values = np.zeros(0, np.float32)
     column_values, row_values = (no_values, no_values) if values is None else values
@@ -644,8 +644,8 @@ def pairs_by_cohomology(cells, row_order, row_rank, column_order, column_rank, m
     coboundaries are cleared; ``created`` squares, those that create a cavity in the columns'
     order, reduce to zero: they are no pivot, their rows are dropped.
     """
-    return reduce_incidences(row_order.size - 1 - row_rank, cells.edge_squares, cells.square_edges, column_rank, True,
-                             merged, created, column_order, values)
+    return reduce_incidences(row_rank, cells.edge_squares, cells.square_edges, column_rank, True, merged, created,
+                             column_order, values)
 
 
 def pairs_by_homology(cells, row_order, row_rank, column_order, column_rank, merged, created, values=None):
