@@ -929,7 +929,7 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
     maps = {"C": np.maximum(p_map, g_map), "P": p_map, "G": g_map}  # C: the comparison image
     kshape = tuple(2 * n + 1 if full else 2 * n - 1 for n in prediction.shape)
     cells = layout(kshape, full)
-    sides = {name: {"mask": _is_mask(x)} for name, x in maps.items()}
+    sides = {name: {} for name in maps}
     p, g, c = sides["P"], sides["G"], sides["C"]
     results = {}
 
@@ -942,7 +942,7 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
         lower = p if name == "C" else None  # C's order is P's, raised where G is higher
 
         def values(side=side, x=maps[name], lower=lower):
-            side.update(_side_values(cells, x, full))
+            side.update(_side_values(cells, x, full), mask=_is_mask(x))
             _sort(side, "edge", volume, lower)
             if not volume:
                 side["facet_order"] = side["edge_order"]
