@@ -473,9 +473,9 @@ def apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, nev
     """The apparent pairs of the columns.
 
     A column whose pivot (largest row) is held by no earlier column is never added to: it stays as
-    it is and owns that row. Returns the other non-empty columns, ``(columns, cells, rows)``, in
-    column order, their rows ascending (``-1`` first where fewer): the reduction reads them there,
-    not scattered over the cells' tables.
+    it is and owns that row. Returns the other non-empty columns, ``(cells, rows)``, in column
+    order, their rows ascending (``-1`` first where fewer): the reduction reads them there, not
+    scattered over the cells' tables.
     """
     width = neighbours.shape[1]
     rows = np.empty(width, np.int32)
@@ -544,15 +544,14 @@ def reduce_unresolved(unresolved_cells, unresolved, row_cells, flip, owners):
     stored_cells = np.empty(1024, np.int64)
     for u in range(unresolved_cells.size):
         pivot_cell = _row_cell(unresolved[u, width - 1], row_cells, flip)
-        if owners[pivot_cell, 0] == -1:  # its pivot is free: nothing to add (most columns of a mask's rows)
+        if owners[pivot_cell, 0] == -1:  # its pivot is free: it stays as it is (most columns of a mask's rows)
             _keep(owners, pivot_cell, unresolved_cells[u], unresolved[u], width)
             continue
-        size = 0
+        size = 0  # otherwise it is reduced (its pivot is owned): into the heap
         for i in range(width):
             if unresolved[u, i] >= 0:
                 heap_push(heap, size, top - unresolved[u, i])
                 size += 1
-        reduced = False
         while True:
             entry, size = pop_pivot(heap, size)
             if entry < 0:
@@ -575,11 +574,7 @@ def reduce_unresolved(unresolved_cells, unresolved, row_cells, flip, owners):
                 for i in range(first, stop):
                     heap_push(heap, size, pool[i])
                     size += 1
-            reduced = True
         if entry < 0:  # reduced to zero
-            continue
-        if not reduced:
-            _keep(owners, pivot_cell, unresolved_cells[u], unresolved[u], width)
             continue
         owners[pivot_cell, 0] = -2 - n_stored
         if n_stored == stored_cells.size:
