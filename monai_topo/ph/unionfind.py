@@ -117,6 +117,15 @@ def descending_order(values, ties):
 
 
 @njit(cache=True, nogil=True)
+def inverse_permutation(order):
+    """``rank`` with ``rank[order[i]] == i`` (int32): half the time of numpy's scatter of an arange."""
+    rank = np.empty(order.size, np.int32)
+    for i in range(order.size):
+        rank[order[i]] = i
+    return rank
+
+
+@njit(cache=True, nogil=True)
 def plateau_order(x, shape, ascending):
     """Flat indices ordered by depth inside plateaus, the tie-break of the middle dimension's sweep.
 
@@ -217,9 +226,7 @@ def padded_positions(order, shape):
     d, h, w = shape
     size = padded_size(shape)
     n = order.size
-    rank = np.empty(n, np.int32)
-    for i in range(n):
-        rank[order[i]] = i
+    rank = inverse_permutation(order)
     forward = np.full(size, NEVER, np.int64)
     reverse = np.arange(-size, 0)
     padded_index = np.empty(n, np.int32)
