@@ -149,11 +149,10 @@ def test_dimension_1_pairs_by_cohomology_and_homology_equal_a_dense_reduction(co
         def order(k, cx):
             return sorted((cell for cell, (d, _, _) in cx.items() if d == k), key=lambda cell: (-cx[cell][1], cx[cell][2]))
 
-        def as_positions(order_):
-            positions = np.array([position[c] for c in order_], np.int64)
-            rank = np.empty(positions.size, np.int32)
-            rank[positions] = np.arange(positions.size)
-            return positions, rank
+        def as_rank(order_):
+            rank = np.empty(len(order_), np.int32)
+            rank[[position[c] for c in order_]] = np.arange(len(order_))
+            return rank
 
         for rows_cx, columns_cx in itertools.product(complexes, repeat=2):
             rows, columns = order(1, rows_cx), order(2, columns_cx)
@@ -162,15 +161,14 @@ def test_dimension_1_pairs_by_cohomology_and_homology_equal_a_dense_reduction(co
             merged[[position[e] for _, e in _reduce(order(0, rows_cx), rows)]] = True
             created = np.ones(cells.facets.size, bool)  # squares whose boundary reduces to zero
             created[[position[f] for _, f in _reduce(rows, columns)]] = False
-            row_order, row_rank = as_positions(rows)
-            column_order, column_rank = as_positions(columns)
+            row_rank, column_rank = as_rank(rows), as_rank(columns)
             for pairs in (pairs_by_cohomology, pairs_by_homology):
-                got = pairs(cells, row_order, row_rank, column_order, column_rank, merged, created)
+                got = pairs(cells, row_rank, column_rank, merged, created)
                 assert set(zip(*(a.tolist() for a in got))) == expected
                 if rows_cx is columns_cx:  # a map's own bars: the positive-length pairs only
                     values = [np.array([rows_cx[c][1] for c in zip(*np.unravel_index(kind, kshape))])
                               for kind in (cells.edges, cells.facets)]
-                    got = pairs(cells, row_order, row_rank, column_order, column_rank, merged, created, values)
+                    got = pairs(cells, row_rank, column_rank, merged, created, values)
                     assert set(zip(*(a.tolist() for a in got))) == {
                         (e, f) for e, f in expected if values[0][e] != values[1][f]}
 

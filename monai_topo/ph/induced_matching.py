@@ -50,7 +50,6 @@ from monai_topo.ph.unionfind import (
     descending_order,
     grown,
     heap_push,
-    insert_sorted,
     inverse_permutation,
     pop_pivot,
     store_reduced_column,
@@ -433,19 +432,21 @@ def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
 # A matrix of at most ``width`` (four) entries per column, given by the cells' incidences: cell
 # ``c`` is column ``column_rank[c]``, its rows are ``rank`` of its neighbours (``neighbours[c]``,
 # ``-1``: none), both reversed (``len(rank) - 1 - rank``) with ``flip``; the row of a neighbour ``s`` is
-# also held by the columns of the cells ``transposed[s]``, and ``row_cells`` (cells by rank) maps a
-# row back to its cell. ``cleared`` cells have empty columns, and ``never_pivot`` cells no row:
-# a row that is no column's final pivot is never a column's pivot on the way either (the column
-# would stop there and own it), so dropping it changes no pair and shortens every column that
-# holds it (the other half of the clearing: homology's zero columns are cohomology's free rows).
+# also held by the columns of the cells ``transposed[s]``. ``cleared`` cells have empty columns,
+# and ``never_pivot`` cells no row: a row that is no column's final pivot is never a column's pivot
+# on the way either (the column would stop there and own it), so dropping it changes no pair and
+# shortens every column that holds it (the other half of the clearing: homology's zero columns are
+# cohomology's free rows).
 # Nearly all pairs are apparent (found from one column and its pivot's row); only the others go
 # through a column reduction, in column order. Both write the table ``owners``, one row per row
 # *cell*: ``owners[s, 0]`` is the cell whose column has ``s``'s row as pivot (``-1``: none) and, for
-# a column that stays as it is, ``owners[s, 1:]`` its other rows (``-1`` padded); a reduced column
-# is ``-2 - j``, the ``j``-th stored. Indexed by cell, the apparent pairs' writes land next to the
-# column being read (the pivot is one of its neighbours) instead of at a random rank: half of
-# their cost (measured on a 64x128x128 volume). A reduction looks up its pivot's owner and that
-# owner's rows in one cache line.
+# a column that stays as it is, ``owners[s, 1:]`` the cells of its other rows (``-1`` padded); a
+# reduced column is ``-2 - j``, the ``j``-th stored. Indexed by cell, the apparent pairs' writes
+# land next to the column being read (the pivot is one of its neighbours) instead of at a random
+# rank: half of their cost (measured on a 64x128x128 volume). A reduction looks up its pivot's
+# owner and that owner's rows in one cache line, and holds each row as one integer of its row and
+# its cell (:func:`_entry`), so that a pivot's cell is never looked up by its row: that look-up
+# lands anywhere in the table of cells by rank.
 
 
 @njit(cache=True, nogil=True)
@@ -455,18 +456,27 @@ def _position(cell, rank, flip):
 
 
 @njit(cache=True, nogil=True)
-def _row_cell(r, row_cells, flip):
-    """The cell of row ``r``."""
-    return row_cells[row_cells.size - 1 - r] if flip else row_cells[r]
+def _cell_bits(n_cells):
+    """Bits that hold a cell id below ``n_cells``."""
+    bits = 1
+    while (1 << bits) < n_cells:
+        bits += 1
+    return bits
 
 
 @njit(cache=True, nogil=True)
-def _keep(owners, pivot_cell, column_cell, rows, length):
-    """Record ``column_cell``'s column (rows ``rows[:length]``, ascending) as the owner of its
-    pivot's row, as it is."""
+def _entry(cell, rank, flip, bits):
+    """A row as a heap entry: the latest row smallest, its cell in the low ``bits``."""
+    return np.int64(rank.size - 1 - _position(cell, rank, flip)) << bits | cell
+
+
+@njit(cache=True, nogil=True)
+def _keep(owners, pivot_cell, column_cell, others):
+    """Record ``column_cell``'s column (other rows' cells ``others``) as the owner of its pivot's
+    row, as it is."""
     owners[pivot_cell, 0] = column_cell
-    for i in range(length - 1):
-        owners[pivot_cell, 1 + i] = rows[i]
+    for i in range(others.size):
+        owners[pivot_cell, 1 + i] = others[i]
 
 
 @njit(cache=True, nogil=True)
@@ -474,12 +484,12 @@ def apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, nev
     """The apparent pairs of the columns.
 
     A column whose pivot (largest row) is held by no earlier column is never added to: it stays as
-    it is and owns that row. Returns the other non-empty columns, ``(cells, rows)``, in column
-    order, their rows ascending (``-1`` first where fewer): the reduction reads them there, not
+    it is and owns that row. Returns the other non-empty columns, ``(cells, row cells)``, in column
+    order, the pivot's cell last (``-1`` where fewer rows): the reduction reads them there, not
     scattered over the cells' tables.
     """
     width = neighbours.shape[1]
-    rows = np.empty(width, np.int32)
+    others = np.empty(width - 1, np.int32)
     unresolved_columns = np.empty(1024, np.int64)
     unresolved_cells = np.empty(1024, np.int64)
     unresolved_rows = np.full((1024, width), -1, np.int32)
@@ -487,16 +497,22 @@ def apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, nev
     for c in range(column_rank.size):
         if cleared[c]:
             continue
+        others[:] = -1
         length = 0
         pivot = pivot_cell = -1
         for i in range(width):
             s = neighbours[c, i]
             if s >= 0 and not never_pivot[s]:
                 r = _position(s, rank, flip)
-                length = insert_sorted(rows, length, r)
                 if r > pivot:
+                    if pivot_cell >= 0:
+                        others[length] = pivot_cell
+                        length += 1
                     pivot, pivot_cell = r, s
-        if length == 0:
+                else:
+                    others[length] = s
+                    length += 1
+        if pivot_cell < 0:
             continue
         k = _position(c, column_rank, flip)
         apparent = True
@@ -505,7 +521,7 @@ def apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, nev
             if other >= 0 and not cleared[other] and _position(other, column_rank, flip) < k:
                 apparent = False
         if apparent:
-            _keep(owners, pivot_cell, c, rows, length)
+            _keep(owners, pivot_cell, c, others)
             continue
         if n == unresolved_columns.size:
             unresolved_columns = grown(unresolved_columns, n + 1)
@@ -515,49 +531,55 @@ def apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, nev
             unresolved_rows = more
         unresolved_columns[n] = k
         unresolved_cells[n] = c
-        for i in range(length):
-            unresolved_rows[n, width - length + i] = rows[i]
+        unresolved_rows[n, :width - 1] = others
+        unresolved_rows[n, width - 1] = pivot_cell
         n += 1
-    # In column order: the radix sort of their negatives (numba's argsort, a quicksort, took a third
-    # of this pass on the 378 k such columns of a 64x128x128 mask's rows).
-    in_order = descending_order(-unresolved_columns[:n].astype(np.float64), np.zeros(0, np.int64))
+    # In column order: the radix sort of their negatives, exact as float32 below 2 ** 24 columns
+    # (numba's argsort, a quicksort, took a third of this pass on the 378 k such columns of a
+    # 64x128x128 mask's rows).
+    negatives = -unresolved_columns[:n]
+    if column_rank.size < 1 << 24:
+        in_order = descending_order(negatives.astype(np.float32), np.zeros(0, np.int64))
+    else:
+        in_order = descending_order(negatives.astype(np.float64), np.zeros(0, np.int64))
     return unresolved_cells[in_order], unresolved_rows[in_order]
 
 
 @njit(cache=True, nogil=True)
-def reduce_unresolved(unresolved_cells, unresolved, row_cells, flip, owners):
+def reduce_unresolved(unresolved_cells, unresolved, rank, flip, owners):
     """Column reduction of the columns that :func:`apparent_pairs` left (of ``unresolved_cells``,
-    rows ``unresolved``), in column order.
+    row cells ``unresolved``), in column order.
 
     A column is reduced by adding the column that owns its pivot: one kept as it is or a reduced
-    one, stored pivot first in one pool. The column being reduced is a heap of ``top - row`` whose
-    equal entries cancel when they reach the top: an addition costs the added column's length, not
-    the reduced column's, which grows to hundreds of rows on a plateau while the added ones hold a
-    few (measured on a 64x128x128 noisy prediction against its mask). Completes ``owners``;
-    returns the cell of each stored (reduced) column.
+    one, stored pivot first in one pool. The column being reduced is a heap of :func:`_entry`
+    whose equal entries cancel when they reach the top: an addition costs the added column's
+    length, not the reduced column's, which grows to hundreds of rows on a plateau while the added
+    ones hold a few (measured on a 64x128x128 noisy prediction against its mask). Completes
+    ``owners``; returns the cell of each stored (reduced) column.
     """
-    top = row_cells.size - 1
     width = unresolved.shape[1]
+    bits = _cell_bits(rank.size)
+    cell_of = (1 << bits) - 1
     start = np.zeros(1024, np.int64)
     pool = np.empty(4096, np.int64)
     n_stored = 0
     heap = np.empty(64, np.int64)
     stored_cells = np.empty(1024, np.int64)
     for u in range(unresolved_cells.size):
-        pivot_cell = _row_cell(unresolved[u, width - 1], row_cells, flip)
+        pivot_cell = unresolved[u, width - 1]
         if owners[pivot_cell, 0] == -1:  # its pivot is free: it stays as it is (most columns of a mask's rows)
-            _keep(owners, pivot_cell, unresolved_cells[u], unresolved[u], width)
+            _keep(owners, pivot_cell, unresolved_cells[u], unresolved[u, :width - 1])
             continue
         size = 0  # otherwise it is reduced (its pivot is owned): into the heap
         for i in range(width):
             if unresolved[u, i] >= 0:
-                heap_push(heap, size, top - unresolved[u, i])
+                heap_push(heap, size, _entry(unresolved[u, i], rank, flip, bits))
                 size += 1
         while True:
             entry, size = pop_pivot(heap, size)
             if entry < 0:
                 break
-            pivot_cell = _row_cell(top - entry, row_cells, flip)
+            pivot_cell = entry & cell_of
             j = owners[pivot_cell, 0]
             if j == -1:
                 break
@@ -566,7 +588,7 @@ def reduce_unresolved(unresolved_cells, unresolved, row_cells, flip, owners):
                     heap = grown(heap, size + width)
                 for i in range(1, width):
                     if owners[pivot_cell, i] >= 0:
-                        heap_push(heap, size, top - owners[pivot_cell, i])
+                        heap_push(heap, size, _entry(owners[pivot_cell, i], rank, flip, bits))
                         size += 1
             else:
                 first, stop = start[-2 - j] + 1, start[-1 - j]
@@ -616,21 +638,21 @@ def owned_pairs(owners, stored_cells, column_values, row_values):
     return out_columns, out_rows
 
 
-def reduce_incidences(column_rank, neighbours, transposed, rank, flip, cleared, never_pivot, row_cells, values):
+def reduce_incidences(column_rank, neighbours, transposed, rank, flip, cleared, never_pivot, values):
     """The pairs of the matrix described above, as :func:`owned_pairs`; ``values``: the columns'
     and the rows' cells' values to keep only positive-length pairs, or None for all pairs."""
     owners = np.full((rank.size, neighbours.shape[1]), -1, np.int32)
     unresolved = apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, never_pivot, owners)
-    stored_cells = reduce_unresolved(*unresolved, row_cells, flip, owners)
+    stored_cells = reduce_unresolved(*unresolved, rank, flip, owners)
     no_values = np.zeros(0, np.float32)
     column_values, row_values = (no_values, no_values) if values is None else values
     return owned_pairs(owners, stored_cells, column_values, row_values)
 
 
-def pairs_by_cohomology(cells, row_order, row_rank, column_order, column_rank, merged, created, values=None):
+def pairs_by_cohomology(cells, row_rank, column_rank, merged, created, values=None):
     """Pairs ``(edge positions, square positions)`` of the boundary matrix of a volume's squares
-    (``cells``: their :class:`Layout`), rows in ``row_order`` and columns in ``column_order``
-    (``*_rank``: their inverses); with ``values`` (of the edges, of the squares), only those of
+    (``cells``: their :class:`Layout`), edge ``e`` its row ``row_rank[e]`` and square ``f`` its
+    column ``column_rank[f]``; with ``values`` (of the edges, of the squares), only those of
     positive length.
 
     They are those of its anti-transpose, whose lower-left ranks are the same (de Silva, Morozov
@@ -641,14 +663,14 @@ def pairs_by_cohomology(cells, row_order, row_rank, column_order, column_rank, m
     order, reduce to zero: they are no pivot, their rows are dropped.
     """
     return reduce_incidences(row_rank, cells.edge_squares, cells.square_edges, column_rank, True, merged, created,
-                             column_order, values)
+                             values)
 
 
-def pairs_by_homology(cells, row_order, row_rank, column_order, column_rank, merged, created, values=None):
+def pairs_by_homology(cells, row_rank, column_rank, merged, created, values=None):
     """The pairs of :func:`pairs_by_cohomology` by reducing the boundaries of the squares:
     ``created`` squares are cleared, ``merged`` edges' rows dropped."""
     squares, edges = reduce_incidences(column_rank, cells.square_edges, cells.edge_squares, row_rank, False, created,
-                                       merged, row_order, None if values is None else values[::-1])
+                                       merged, None if values is None else values[::-1])
     return edges, squares
 
 
@@ -817,8 +839,7 @@ def middle_pairs(cells: Layout, rows: dict, columns: dict) -> tuple[np.ndarray, 
     noisy prediction against its mask)."""
     pairs = pairs_by_homology if rows["mask"] else pairs_by_cohomology
     values = (rows["edge"], rows["facet"]) if rows is columns else None
-    return pairs(cells, rows["edge_order"], rows["edge_rank"], columns["facet_order"], columns["facet_rank"],
-                 rows["merged"], columns["created"], values)
+    return pairs(cells, rows["edge_rank"], columns["facet_rank"], rows["merged"], columns["created"], values)
 
 
 @njit(cache=True, nogil=True)
