@@ -128,6 +128,25 @@ def test_equals_brute_force(shape, connectivity):
 
 
 @pytest.mark.parametrize("connectivity", ["face", "full"])
+@pytest.mark.parametrize("shape", [(5, 7), (1, 6), (6, 1), (3, 4, 5), (1, 1, 4), (2, 1, 3), (2, 2, 2)])
+def test_cell_values_in_layout_order_are_the_minimum_or_maximum_over_their_voxels(connectivity, shape):
+    """Each kind's values (read straight off the voxels for the V-construction, off the Khalimsky
+    grid for the T-construction) are those of the cells, in the Layout's order, built here from
+    the definition."""
+    from monai_topo.ph.induced_matching import _side_values, layout
+
+    full = connectivity == "full"
+    x = np.random.default_rng(3).random(shape).astype(np.float32)
+    complex_ = _complex(x, full)
+    kshape = tuple(2 * n + 1 if full else 2 * n - 1 for n in shape)
+    cells = layout(kshape, full)
+    side = _side_values(cells, x, full)
+    for kind in ("vertex", "edge", "facet", "top"):
+        expected = [complex_[c][1] for c in zip(*np.unravel_index(cells.of(kind), kshape))]
+        np.testing.assert_array_equal(side[kind], np.array(expected, np.float32), err_msg=kind)
+
+
+@pytest.mark.parametrize("connectivity", ["face", "full"])
 def test_dimension_1_pairs_by_cohomology_and_homology_equal_a_dense_reduction(connectivity):
     """Both reductions of a volume's squares give the pivot pairs of the dense boundary matrix with
     its rows (edges) in one map's order and its columns (squares) in another's: the anti-transpose

@@ -146,7 +146,6 @@ def _cells_in_tie_order(kshape, first_axis, dim, full):
     ``kshape`` is a 3-tuple whose axes before ``first_axis`` are padding (size 1).
     """
     kz, ky, kx = kshape
-    ndim = 3 - first_axis
     out = np.empty(kz * ky * kx, np.int64)
     n = 0
     if full:  # the flat index: memory order
@@ -158,30 +157,73 @@ def _cells_in_tie_order(kshape, first_axis, dim, full):
                         n += 1
         return out[:n]
     # by lower corner voxel, then type: the spanned axis of an edge, the normal axis of a (d-1)-cell
-    kinds = ndim if dim == 1 or dim == ndim - 1 else 1
     for z in range(0, kz, 2):
         for y in range(0, ky, 2):
             for x in range(0, kx, 2):
-                corner = (z, y, x)
-                for kind in range(kinds):
-                    cell = 0
-                    inside = True
-                    for a in range(3):
-                        local = a - first_axis
-                        if dim == 0 or local < 0:
-                            spans = False
-                        elif dim == ndim:
-                            spans = True
-                        elif dim == 1:
-                            spans = local == kind
-                        else:
-                            spans = local != kind
-                        coordinate = corner[a] + 1 if spans else corner[a]
-                        inside = inside and coordinate < kshape[a]
-                        cell = cell * kshape[a] + coordinate
-                    if inside:
-                        out[n] = cell
+                for kind in range(_kinds(first_axis, dim)):
+                    sz, sy, sx = _spanned_axes(first_axis, dim, kind)
+                    if z + sz < kz and y + sy < ky and x + sx < kx:
+                        out[n] = ((z + sz) * ky + y + sy) * kx + x + sx
                         n += 1
+    return out[:n]
+
+
+@njit(cache=True, nogil=True)
+def _kinds(first_axis, dim):
+    """Number of types of V-construction cells of dimension ``dim`` at one corner voxel."""
+    ndim = 3 - first_axis
+    return ndim if dim == 1 or dim == ndim - 1 else 1
+
+
+@njit(cache=True, nogil=True)
+def _spans(first_axis, dim, kind, a):
+    """Whether a V-construction cell of dimension ``dim`` and type ``kind`` spans axis ``a`` (of
+    three): an edge its ``kind``-th axis, a (d-1)-cell all but that one, a top cell all."""
+    ndim, local = 3 - first_axis, a - first_axis
+    if local < 0 or dim == 0:
+        return 0
+    if dim == ndim:
+        return 1
+    if dim == 1:
+        return int(local == kind)
+    return int(local != kind)
+
+
+@njit(cache=True, nogil=True)
+def _spanned_axes(first_axis, dim, kind):
+    """:func:`_spans` of the three axes."""
+    return _spans(first_axis, dim, kind, 0), _spans(first_axis, dim, kind, 1), _spans(first_axis, dim, kind, 2)
+
+
+@njit(cache=True, nogil=True)
+def _face_values(x, first_axis, dim):
+    """Values of the V-construction's cells of dimension ``dim`` in tie order: the minimum over
+    their voxels, read off ``x`` (3D, padded in front for an image) without the Khalimsky grid."""
+    nz, ny, nx = x.shape
+    kinds = _kinds(first_axis, dim)
+    spans = np.empty((kinds, 3), np.int64)
+    for kind in range(kinds):
+        spans[kind, 0], spans[kind, 1], spans[kind, 2] = _spanned_axes(first_axis, dim, kind)
+    out = np.empty(nz * ny * nx * kinds, x.dtype)
+    n = 0
+    for z in range(nz):
+        for y in range(ny):
+            for i in range(nx):
+                for kind in range(kinds):
+                    sz, sy, sx = spans[kind, 0], spans[kind, 1], spans[kind, 2]
+                    if z + sz >= nz or y + sy >= ny or i + sx >= nx:
+                        continue
+                    # the box from (z, y, i) spanning the flagged axes, written out: a call here
+                    # made this ten times slower
+                    value = min(x[z, y, i], x[z, y, i + sx])
+                    if sy:
+                        value = min(value, min(x[z, y + 1, i], x[z, y + 1, i + sx]))
+                    if sz:
+                        value = min(value, min(x[z + 1, y, i], x[z + 1, y, i + sx]))
+                        if sy:
+                            value = min(value, min(x[z + 1, y + 1, i], x[z + 1, y + 1, i + sx]))
+                    out[n] = value
+                    n += 1
     return out[:n]
 
 
@@ -737,6 +779,12 @@ def _is_mask(x: np.ndarray) -> bool:
 
 def _side_values(cells: Layout, x: np.ndarray, full: bool) -> dict:
     """Values of one map's cells, by kind, in the Layout's order."""
+    if not full:  # straight from the voxels: a third of the time of the grid and its gathers
+        x3 = x.reshape((1,) * (3 - x.ndim) + x.shape)
+        first, ndim = 3 - x.ndim, x.ndim
+        side = {"vertex": x.reshape(-1), "edge": _face_values(x3, first, 1), "top": _face_values(x3, first, ndim)}
+        side["facet"] = side["edge"] if ndim == 2 else _face_values(x3, first, ndim - 1)
+        return side
     grid = khalimsky_values(x, full).reshape(-1)
     voxels = "top" if full else "vertex"  # the voxels, in memory order in the Layout's
     side = {kind: grid[cells.of(kind)] for kind in ("vertex", "edge", "top") if kind != voxels}
