@@ -147,12 +147,12 @@ def test_cell_values_in_layout_order_are_the_minimum_or_maximum_over_their_voxel
 
 
 @pytest.mark.parametrize("connectivity", ["face", "full"])
-def test_dimension_1_pairs_by_cohomology_and_homology_equal_a_dense_reduction(connectivity):
+def test_dimension_1_reductions_by_cohomology_and_homology_equal_a_dense_reduction(connectivity):
     """Both reductions of a volume's squares give the pivot pairs of the dense boundary matrix with
     its rows (edges) in one map's order and its columns (squares) in another's: the anti-transpose
     has the same pairs, and the clearings (merging edges, cavity-creating squares: their columns
     cleared in one, their rows dropped in the other) drop no pair."""
-    from monai_topo.ph.induced_matching import layout, pairs_by_cohomology, pairs_by_homology
+    from monai_topo.ph.induced_matching import layout, reduce_by_cohomology, reduce_by_homology
 
     full = connectivity == "full"
     rng = np.random.default_rng(11)
@@ -181,14 +181,16 @@ def test_dimension_1_pairs_by_cohomology_and_homology_equal_a_dense_reduction(co
             created = np.ones(cells.facets.size, bool)  # squares whose boundary reduces to zero
             created[[position[f] for _, f in _reduce(rows, columns)]] = False
             row_rank, column_rank = as_rank(rows), as_rank(columns)
-            for pairs in (pairs_by_cohomology, pairs_by_homology):
-                got = pairs(cells, row_rank, column_rank, merged, created)
-                assert set(zip(*(a.tolist() for a in got))) == expected
+            for reduce in (reduce_by_cohomology, reduce_by_homology):
+                reduction = reduce(cells, row_rank, column_rank, merged, created)
+                assert set(zip(*(a.tolist() for a in reduction.pairs()))) == expected
+                squares = rng.permutation(cells.facets.size)[:5]  # an image is read at some squares
+                killed = {f: e for e, f in expected}
+                assert reduction.edges_killed_at(squares).tolist() == [killed.get(f, -1) for f in squares]
                 if rows_cx is columns_cx:  # a map's own bars: the positive-length pairs only
                     values = [np.array([rows_cx[c][1] for c in zip(*np.unravel_index(kind, kshape))])
                               for kind in (cells.edges, cells.facets)]
-                    got = pairs(cells, row_rank, column_rank, merged, created, values)
-                    assert set(zip(*(a.tolist() for a in got))) == {
+                    assert set(zip(*(a.tolist() for a in reduction.pairs(values)))) == {
                         (e, f) for e, f in expected if values[0][e] != values[1][f]}
 
 

@@ -665,6 +665,13 @@ def reduce_unresolved(unresolved_cells, unresolved, rank, flip, owners):
 
 
 @njit(cache=True, nogil=True)
+def _owner(owners, stored_cells, s):
+    """The cell whose column has row cell ``s`` as pivot, ``-1``: none."""
+    column = owners[s, 0]
+    return stored_cells[-2 - column] if column < -1 else column
+
+
+@njit(cache=True, nogil=True)
 def owned_pairs(owners, stored_cells, column_values, row_values):
     """The pairs that ``owners`` records, as ``(column cells, row cells)``, by row cell. Where
     ``column_values`` is not empty, only the pairs whose two cells' values differ (positive
@@ -676,12 +683,8 @@ def owned_pairs(owners, stored_cells, column_values, row_values):
     for writing in (False, True):
         n = 0
         for s in range(owners.shape[0]):
-            column = owners[s, 0]
-            if column == -1:
-                continue
-            if column < -1:
-                column = stored_cells[-2 - column]
-            if positive_only and column_values[column] == row_values[s]:
+            column = _owner(owners, stored_cells, s)
+            if column == -1 or (positive_only and column_values[column] == row_values[s]):
                 continue
             if writing:
                 out_columns[n], out_rows[n] = column, s
@@ -691,40 +694,79 @@ def owned_pairs(owners, stored_cells, column_values, row_values):
     return out_columns, out_rows
 
 
-def reduce_incidences(column_rank, neighbours, transposed, rank, flip, cleared, never_pivot, values):
-    """The pairs of the matrix described above, as :func:`owned_pairs`; ``values``: the columns'
-    and the rows' cells' values to keep only positive-length pairs, or None for all pairs."""
+@njit(cache=True, nogil=True)
+def edges_killed_at(owners, stored_cells, squares, by_square, n_squares):
+    """For each of ``squares``, the edge paired with it in the reduction that left ``owners``
+    (``-1``: none): looked up where the rows are the squares (``by_square``, cohomology), found in
+    one pass over the edges' rows otherwise. What an image's reduction is read for: all its pairs
+    would be most of the cells."""
+    out = np.full(squares.size, -1, np.int64)
+    if by_square:
+        for i in range(squares.size):
+            out[i] = _owner(owners, stored_cells, squares[i])
+        return out
+    index = np.full(n_squares, -1, np.int32)
+    for i in range(squares.size):
+        index[squares[i]] = i
+    for e in range(owners.shape[0]):
+        square = _owner(owners, stored_cells, e)
+        if square >= 0 and index[square] >= 0:
+            out[index[square]] = e
+    return out
+
+
+def reduce_incidences(column_rank, neighbours, transposed, rank, flip, cleared, never_pivot):
+    """Reduce the matrix described above: ``(owners, stored cells)`` (see :func:`reduce_unresolved`)."""
     owners = np.full((rank.size, neighbours.shape[1]), -1, np.int32)
     unresolved = apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, never_pivot, owners)
-    stored_cells = reduce_unresolved(*unresolved, rank, flip, owners)
-    no_values = np.zeros(0, np.float32)
-    column_values, row_values = (no_values, no_values) if values is None else values
-    return owned_pairs(owners, stored_cells, column_values, row_values)
+    return owners, reduce_unresolved(*unresolved, rank, flip, owners)
 
 
-def pairs_by_cohomology(cells, row_rank, column_rank, merged, created, values=None):
-    """Pairs ``(edge positions, square positions)`` of the boundary matrix of a volume's squares
-    (``cells``: their :class:`Layout`), edge ``e`` its row ``row_rank[e]`` and square ``f`` its
-    column ``column_rank[f]``; with ``values`` (of the edges, of the squares), only those of
-    positive length.
+@dataclass(frozen=True)
+class Reduction:
+    """The reduced boundary matrix of a volume's squares (:func:`reduce_by_cohomology`,
+    :func:`reduce_by_homology`), read for its pairs or for the edges that the squares kill."""
 
-    They are those of its anti-transpose, whose lower-left ranks are the same (de Silva, Morozov
-    & Vejdemo-Johansson, 2011): the coboundaries of the edges from the latest, with the squares
+    owners: np.ndarray
+    stored_cells: np.ndarray
+    by_square: bool  # the table's rows are the squares (cohomology) or the edges (homology)
+    n_squares: int
+
+    def pairs(self, values=None) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs ``(edge positions, square positions)``; with ``values`` (of the edges, of the
+        squares), only those of positive length."""
+        edge_values, square_values = (np.zeros(0, np.float32),) * 2 if values is None else values
+        column_values, row_values = (edge_values, square_values) if self.by_square else (square_values, edge_values)
+        columns, rows = owned_pairs(self.owners, self.stored_cells, column_values, row_values)
+        return (columns, rows) if self.by_square else (rows, columns)
+
+    def edges_killed_at(self, squares: np.ndarray) -> np.ndarray:
+        """The edge paired with each of ``squares`` (positions), ``-1``: none."""
+        return edges_killed_at(self.owners, self.stored_cells, squares, self.by_square, self.n_squares)
+
+
+def reduce_by_cohomology(cells, row_rank, column_rank, merged, created) -> Reduction:
+    """The reduced boundary matrix of a volume's squares (``cells``: their :class:`Layout`), edge
+    ``e`` its row ``row_rank[e]`` and square ``f`` its column ``column_rank[f]``.
+
+    Reduced as its anti-transpose, whose lower-left ranks are the same (de Silva, Morozov &
+    Vejdemo-Johansson, 2011): the coboundaries of the edges from the latest, with the squares
     from the latest (row ``0``). ``merged`` edges, those that merge components in the rows'
     order, are never pivot rows (which rows are does not depend on the columns' order): their
     coboundaries are cleared; ``created`` squares, those that create a cavity in the columns'
     order, reduce to zero: they are no pivot, their rows are dropped.
     """
-    return reduce_incidences(row_rank, cells.edge_squares, cells.square_edges, column_rank, True, merged, created,
-                             values)
+    owners, stored = reduce_incidences(row_rank, cells.edge_squares, cells.square_edges, column_rank, True, merged,
+                                       created)
+    return Reduction(owners, stored, True, cells.facets.size)
 
 
-def pairs_by_homology(cells, row_rank, column_rank, merged, created, values=None):
-    """The pairs of :func:`pairs_by_cohomology` by reducing the boundaries of the squares:
-    ``created`` squares are cleared, ``merged`` edges' rows dropped."""
-    squares, edges = reduce_incidences(column_rank, cells.square_edges, cells.edge_squares, row_rank, False, created,
-                                       merged, None if values is None else values[::-1])
-    return edges, squares
+def reduce_by_homology(cells, row_rank, column_rank, merged, created) -> Reduction:
+    """:func:`reduce_by_cohomology` by reducing the boundaries of the squares: ``created`` squares
+    are cleared, ``merged`` edges' rows dropped."""
+    owners, stored = reduce_incidences(column_rank, cells.square_edges, cells.edge_squares, row_rank, False, created,
+                                       merged)
+    return Reduction(owners, stored, False, cells.facets.size)
 
 
 # --- one pair of images ------------------------------------------------------------------------
@@ -890,37 +932,26 @@ def _sort(side: dict, kind: str, with_rank: bool, lower: dict | None = None) -> 
         side[kind + "_rank"] = inverse_permutation(order)
 
 
-def middle_pairs(cells: Layout, rows: dict, columns: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of the boundary matrix of the squares, rows in the order of one map and columns in
-    that of another (an image's pairs, all of them) or the same (its bars: positive length only).
-    By cohomology, or by homology where the rows' map is a mask (two values), whose long plateaus
-    make cohomology need about thirteen times more column additions (measured on a 64x128x128
-    noisy prediction against its mask)."""
-    pairs = pairs_by_homology if rows["mask"] else pairs_by_cohomology
-    values = (rows["edge"], rows["facet"]) if rows is columns else None
-    return pairs(cells, rows["edge_rank"], columns["facet_rank"], rows["merged"], columns["created"], values)
+def middle_reduction(cells: Layout, rows: dict, columns: dict) -> Reduction:
+    """The boundary matrix of the squares reduced, rows in the order of one map and columns in
+    that of another (an image) or the same (its bars). By cohomology, or by homology where the
+    rows' map is a mask (two values), whose long plateaus make cohomology need about thirteen
+    times more column additions (measured on a 64x128x128 noisy prediction against its mask)."""
+    reduce = reduce_by_homology if rows["mask"] else reduce_by_cohomology
+    return reduce(cells, rows["edge_rank"], columns["facet_rank"], rows["merged"], columns["created"])
 
 
 @njit(cache=True, nogil=True)
-def image_bars_of_c(n_facets, n_edges, image_births, image_deaths, deaths_c, bar_births):
-    """For each bar of ``C`` in dimension 1 of a volume (its death square in ``deaths_c``), the bar
-    of ``P`` (born at ``bar_births``) matched to it through the image, ``-1``: none.
-
-    An image bar (``image_births``, ``image_deaths``: all pairs of the image's reduction) is
-    matched to the bar of ``P`` born at the same edge and to the bar of ``C`` that dies at the same
-    square.
-    """
-    bar_of_c = np.full(n_facets, -1, np.int32)
-    for i in range(deaths_c.size):
-        bar_of_c[deaths_c[i]] = i
+def bars_at_births(births, bar_births, n_edges):
+    """For each edge of ``births`` (``-1``: none), the bar born there (of those born at
+    ``bar_births``), ``-1``: none."""
     bar_of_birth = np.full(n_edges, -1, np.int32)
     for i in range(bar_births.size):
         bar_of_birth[bar_births[i]] = i
-    out = np.full(deaths_c.size, -1, np.int64)
-    for i in range(image_deaths.size):
-        k = bar_of_c[image_deaths[i]]
-        if k >= 0:
-            out[k] = bar_of_birth[image_births[i]]
+    out = np.full(births.size, -1, np.int64)
+    for i in range(births.size):
+        if births[i] >= 0:
+            out[i] = bar_of_birth[births[i]]
     return out
 
 
@@ -1044,15 +1075,21 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
     tasks["top C"] = match_tops, (facets("C"), "top P", "top G")
     if middle:
         for rows, columns in (("C", "C"), ("G", "C"), ("P", "C"), ("P", "P"), ("G", "G")):
-            def pairs(rows=rows, columns=columns):
-                results[rows, columns] = middle_pairs(cells, sides[rows], sides[columns])
+            def reduce(rows=rows, columns=columns):
+                reduction = middle_reduction(cells, sides[rows], sides[columns])
+                if rows == columns:  # a map's bars: its positive-length pairs
+                    side = sides[rows]
+                    results[rows, columns] = reduction.pairs((side["edge"], side["facet"]))
+                else:  # an image, read at the deaths of C's bars
+                    results[rows, columns] = reduction
 
-            tasks[f"middle {rows} {columns}"] = pairs, (f"edges {rows}", facets(columns), f"dim0 {rows}",
-                                                        f"top {columns}")
+            tasks[f"middle {rows} {columns}"] = reduce, (f"edges {rows}", facets(columns), f"dim0 {rows}",
+                                                         f"top {columns}")
         for name in ("P", "G"):
             def image(name=name):
-                results["image", name] = image_bars_of_c(cells.facets.size, cells.edges.size, *results[name, "C"],
-                                                         results["C", "C"][1], results[name, name][0])
+                births = results[name, "C"].edges_killed_at(results["C", "C"][1])
+                results[name, "C"] = None  # its table: tens of megabytes
+                results["image", name] = bars_at_births(births, results[name, name][0], cells.edges.size)
 
             tasks[f"match1 {name}"] = image, (f"middle {name} C", "middle C C", f"middle {name} {name}")
     # By stage (a stable sort: C first within one), so that dimension 0, whose matching the longest
