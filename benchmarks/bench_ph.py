@@ -13,7 +13,8 @@ Connectivity ``"full"`` (T-construction) throughout, all homology dimensions. Ea
 "clean" one (the smooth shape alone, with plateaus at 0 and 1). Every engine is warmed up first
 (numba loads or compiles its kernels on the first call; that time is reported separately).
 Cells are medians of ``--repeats`` runs: one run where a run exceeds ``SLOW_RUN_S``, up to ten
-times more where they take less than ``BRIEF_CELL_S`` in all.
+times more where they take less than ``BRIEF_CELL_S`` in all. Cells compared side by side are
+timed in turns (``median_times``).
 
 Peak memory (3D workloads): growth of the resident set size above its value before the call,
 sampled every millisecond from ``/proc/self/statm`` by a thread while the engine runs (all
@@ -176,6 +177,31 @@ def median_time(run: Callable[[], object], repeats: int) -> tuple[float, int]:
         if times[-1] > SLOW_RUN_S:
             break
     return statistics.median(times), len(times)
+
+
+def median_times(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, int]]:
+    """:func:`median_time` of several runs taken in turns (one of each, then again), so that a
+    shared machine's slow and fast spells fall on all of them alike: what a side-by-side ratio
+    needs. Returns ``{name: (median seconds, runs)}``.
+
+    Examples
+    --------
+    >>> sorted(median_times({"a": lambda: None, "b": lambda: None}, 2))
+    ['a', 'b']
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+
+    def rounds() -> int:
+        return len(next(iter(times.values())))
+
+    while rounds() < repeats or (sum(map(sum, times.values())) < BRIEF_CELL_S and rounds() < 10 * repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+        if max(times[name][-1] for name in runs) > SLOW_RUN_S:
+            break
+    return {name: (statistics.median(t), len(t)) for name, t in times.items()}
 
 
 def warm_up() -> dict[str, float]:

@@ -5,7 +5,8 @@ Times, in one process:
 - forward + backward of ``TopologicalPriorLoss``, ``PersistenceMatchingLoss`` and ``BettiMatchingLoss``
   (both connectivities) on a 2D batch and a 3D volume of noisy probability maps
   (``bench_ph.probability_maps``), side by side with topolosses' ``HutopoLoss`` / ``BettiMatchingLoss``
-  (topology term only: ``use_base_loss=False``) on the same inputs, and the speed-up over them.
+  (topology term only: ``use_base_loss=False``) on the same inputs, timed in turns (one run of
+  each, then again), and the speed-up over them.
   topolosses is installed beside our stack with ``pip install --no-deps topolosses
   opencv-python-headless``; it declares torchvision, which has no CPU build for torch 2.13 and which
   only its ``MosinLoss`` imports, so the harness puts an empty stand-in module named ``torchvision``
@@ -44,7 +45,7 @@ from monai.losses import DiceLoss
 from monai.transforms import ScaleIntensityRangePercentiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ph import machine, median_time, publish, peak_memory_mb, probability_maps  # noqa: E402
+from bench_ph import machine, median_time, median_times, publish, peak_memory_mb, probability_maps  # noqa: E402
 
 from monai_topo.data import myocardium_phantom, placenta_phantom  # noqa: E402
 from monai_topo.losses import BettiMatchingLoss, PersistenceMatchingLoss, TopologicalPriorLoss  # noqa: E402
@@ -124,27 +125,31 @@ def loss_rows(size: dict, repeats: int, names: Sequence[str] | None = None) -> l
         maps = torch.from_numpy(probability_maps(shape, noisy=True))[:, None]
         target = (torch.from_numpy(probability_maps(shape, noisy=True, seed=1))[:, None] >= 0.5).float()
         ndim = len(shape) - 1
+        workload = "×".join(map(str, shape))
+        steps = {}
         for name, make in losses.items():
-            loss_fn = make(ndim)
-
-            def step():
+            def step(loss_fn=make(ndim)):
                 x = maps.clone().requires_grad_()
                 loss_fn(x, target).backward()
 
-            step()  # warm-up: numba kernels load on the first call
-            seconds, runs = median_time(step, repeats)
-            row = {"workload": "×".join(map(str, shape)), "loss": name, "seconds": seconds, "runs": runs}
-            if ndim == 3:
-                row["MB"] = peak_memory_mb(step)
-            rows.append(row)
+            steps[name] = step
+        skipped = []
         for name in ("topolosses HutopoLoss", "topolosses BettiMatchingLoss"):
             if names is not None and name not in names:
                 continue
             if name in peers:
-                seconds, runs = median_time(lambda: peers[name](maps.clone().requires_grad_(), target).backward(), repeats)
-                rows.append({"workload": "×".join(map(str, shape)), "loss": name, "seconds": seconds, "runs": runs})
+                steps[name] = lambda loss_fn=peers[name]: loss_fn(maps.clone().requires_grad_(), target).backward()
             else:
-                rows.append({"workload": "×".join(map(str, shape)), "loss": name, "seconds": None, "runs": 0})
+                skipped.append(name)
+        for step in steps.values():
+            step()  # warm-up: numba kernels load on the first call
+        # In turns, so that a peer and ours see the same spells of a shared machine.
+        for name, (seconds, runs) in median_times(steps, repeats).items():
+            row = {"workload": workload, "loss": name, "seconds": seconds, "runs": runs}
+            if ndim == 3 and name in losses:
+                row["MB"] = peak_memory_mb(steps[name])
+            rows.append(row)
+        rows += [{"workload": workload, "loss": name, "seconds": None, "runs": 0} for name in skipped]
     times = {(row["workload"], row["loss"]): row["seconds"] for row in rows}
     for row in rows:
         theirs = times.get((row["workload"], PEERS.get(row["loss"])))
