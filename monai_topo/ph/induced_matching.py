@@ -361,19 +361,23 @@ def _merge_eldest(eldest, eldest_value, a, b, elder):
 
 
 @njit(cache=True, nogil=True)
-def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, bar_g):
-    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in dimension 0, and ``C``'s
-    merging edges (as :func:`bars_dim0`).
+def image_deaths_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g):
+    """Where the image bars of ``P`` and of ``G`` die with the bars of ``C`` in dimension 0: for
+    each positive-length bar of ``C``, the vertices where they were born, and ``C``'s merging
+    edges (as :func:`bars_dim0`). The bars of ``P`` and ``G`` born there are matched (see
+    :func:`matched_through`).
 
     Union-finds of ``P`` and ``G`` that follow ``C``'s merges have ``C``'s components, so one
     union-find holds them, with each component's eldest vertex by ``P``'s and by ``G``'s values:
     the image bar that ``C``'s edge kills is born at the younger of the two merging ones.
+    Returns ``(births by P, births by G, merged)``.
     """
     parent = np.arange(vertex_c.size, dtype=np.int32)
     eldest_p = np.arange(vertex_c.size, dtype=np.int32)
     eldest_g = np.arange(vertex_c.size, dtype=np.int32)
     eldest_p_value, eldest_g_value = vertex_p.copy(), vertex_g.copy()
-    matches = np.empty((vertex_c.size, 2), np.int64)
+    births_p = np.empty(vertex_c.size, np.int64)
+    births_g = np.empty(vertex_c.size, np.int64)
     merged = np.zeros(order_c.size, np.bool_)
     n = 0
     components = vertex_c.size
@@ -392,10 +396,19 @@ def match_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g, bar_p, 
         parent[young] = elder
         young_p = _merge_eldest(eldest_p, eldest_p_value, ru, rv, elder)
         young_g = _merge_eldest(eldest_g, eldest_g_value, ru, rv, elder)
-        if vertex_c[young] != edge_c[e] and bar_p[young_p] >= 0 and bar_g[young_g] >= 0:
-            matches[n, 0], matches[n, 1] = bar_p[young_p], bar_g[young_g]
+        if vertex_c[young] != edge_c[e]:
+            births_p[n], births_g[n] = young_p, young_g
             n += 1
-    return matches[:n], merged
+    return births_p[:n], births_g[:n], merged
+
+
+def matched_through(at_p: np.ndarray, at_g: np.ndarray, bar_p: np.ndarray, bar_g: np.ndarray) -> np.ndarray:
+    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C``: for each bar of ``C``,
+    the cells ``at_p``, ``at_g`` where its image bars meet those of ``P`` and ``G``, and ``bar_p``,
+    ``bar_g`` the bar of each map at each such cell (``-1``: none)."""
+    of_p, of_g = bar_p[at_p], bar_g[at_g]
+    both = (of_p >= 0) & (of_g >= 0)
+    return np.stack([of_p[both], of_g[both]], 1).astype(np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -443,12 +456,13 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
 
 
 @njit(cache=True, nogil=True)
-def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
-    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C`` in the top dimension, and
-    ``C``'s creating facets (as :func:`bars_top`)."""
+def deaths_top(top_c, facet_c, facet_ends, order_c):
+    """The positive-length bars of ``C`` in the top dimension, by the top cell (the root of ``C``'s
+    union-find) that dies, and ``C``'s creating facets (as :func:`bars_top`). The bars of ``P``
+    and ``G`` that :func:`bars_top` lands at that root are matched (see :func:`matched_through`)."""
     outside = top_c.size
     parent = np.arange(outside + 1, dtype=np.int32)
-    matches = np.empty((outside, 2), np.int64)
+    deaths = np.empty(outside, np.int64)
     created = np.zeros(order_c.size, np.bool_)
     n = 0
     components = outside + 1
@@ -464,10 +478,10 @@ def match_top(top_c, facet_c, facet_ends, order_c, bar_p_of_c, bar_g_of_c):
         young = _younger_dual(top_c, ra, rb, outside)
         parent[young] = rb if young == ra else ra
         created[f] = True
-        if facet_c[f] != top_c[young] and bar_p_of_c[young] >= 0 and bar_g_of_c[young] >= 0:
-            matches[n, 0], matches[n, 1] = bar_p_of_c[young], bar_g_of_c[young]
+        if facet_c[f] != top_c[young]:
+            deaths[n] = young
             n += 1
-    return matches[:n], created
+    return deaths[:n], created
 
 
 # --- dimension 1 of a volume: column reduction --------------------------------------------------
@@ -1063,16 +1077,17 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
 
         tasks[f"top {name}"] = top, (facets(name), "edges C")
 
-    def match0():
-        results["dim0"], c["merged"] = match_dim0(c["vertex"], c["edge"], cells.edge_ends, c["edge_order"],
-                                                  p["vertex"], g["vertex"], p["dim0"][2], g["dim0"][2])
+    def dim0_c():
+        c["dim0"] = image_deaths_dim0(c["vertex"], c["edge"], cells.edge_ends, c["edge_order"], p["vertex"], g["vertex"])
+        c["merged"] = c["dim0"][2]
 
-    def match_tops():
-        results["top"], c["created"] = match_top(c["top"], c["facet"], cells.facet_ends, c["facet_order"],
-                                                 p["top_bars"][2], g["top_bars"][2])
+    def top_c():
+        c["top_bars"] = deaths_top(c["top"], c["facet"], cells.facet_ends, c["facet_order"])
+        c["created"] = c["top_bars"][1]
 
-    tasks["dim0 C"] = match0, ("edges C", "dim0 P", "dim0 G")
-    tasks["top C"] = match_tops, (facets("C"), "top P", "top G")
+    # C's union-finds wait only for C: what they need of P and G is read afterwards.
+    tasks["dim0 C"] = dim0_c, ("edges C",)
+    tasks["top C"] = top_c, (facets("C"),)
     if middle:
         for rows, columns in (("C", "C"), ("G", "C"), ("P", "C"), ("P", "P"), ("G", "G")):
             def reduce(rows=rows, columns=columns):
@@ -1092,13 +1107,13 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
                 results["image", name] = bars_at_births(births, results[name, name][0], cells.edges.size)
 
             tasks[f"match1 {name}"] = image, (f"middle {name} C", "middle C C", f"middle {name} {name}")
-    # By stage (a stable sort: C first within one), so that dimension 0, whose matching the longest
-    # chain waits for, comes before the facets' sorts.
+    # By stage (a stable sort: C first within one), so that dimension 0, whose union-find for C
+    # the longest chain waits for, comes before the facets' sorts.
     stages = ("edges", "dim0", "facets", "top", "middle", "match1")
     run_tasks(dict(sorted(tasks.items(), key=lambda task: stages.index(task[0].split()[0]))), pool)
 
     (bp, dp, _, _), (bg, dg, _, _) = p["dim0"], g["dim0"]
-    per_dim = [("vertex", "edge", bp, dp, bg, dg, results["dim0"])]
+    per_dim = [("vertex", "edge", bp, dp, bg, dg, matched_through(*c["dim0"][:2], p["dim0"][2], g["dim0"][2]))]
     if middle:
         (bp1, dp1), (bg1, dg1) = results["P", "P"], results["G", "G"]
         both = (results["image", "P"] >= 0) & (results["image", "G"] >= 0)
@@ -1106,7 +1121,8 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
         per_dim.append(("edge", "facet", bp1, dp1, bg1, dg1, matches))
     if maxdim >= ndim - 1:
         (bp, dp, _, _), (bg, dg, _, _) = p["top_bars"], g["top_bars"]
-        per_dim.append(("facet", "top", bp, dp, bg, dg, results["top"]))
+        dies = c["top_bars"][0]
+        per_dim.append(("facet", "top", bp, dp, bg, dg, matched_through(dies, dies, p["top_bars"][2], g["top_bars"][2])))
     per_dim = per_dim[:maxdim + 1]
 
     k3 = (1,) * (3 - ndim) + kshape
