@@ -494,15 +494,15 @@ def deaths_top(top_c, facet_c, facet_ends, order_c):
 # shortens every column that holds it (the other half of the clearing: homology's zero columns are
 # cohomology's free rows).
 # Nearly all pairs are apparent (found from one column and its pivot's row); only the others go
-# through a column reduction, in column order. Both write the table ``owners``, one row per row
-# *cell*: ``owners[s, 0]`` is the cell whose column has ``s``'s row as pivot (``-1``: none) and, for
-# a column that stays as it is, ``owners[s, 1:]`` the cells of its other rows (``-1`` padded); a
-# reduced column is ``-2 - j``, the ``j``-th stored. Indexed by cell, the apparent pairs' writes
-# land next to the column being read (the pivot is one of its neighbours) instead of at a random
-# rank: half of their cost (measured on a 64x128x128 volume). A reduction looks up its pivot's
-# owner and that owner's rows in one cache line, and holds each row as one integer of its row and
-# its cell (:func:`_entry`), so that a pivot's cell is never looked up by its row: that look-up
-# lands anywhere in the table of cells by rank.
+# through a column reduction, in column order. Both write the table ``owners``, one entry per row
+# *cell*: the cell whose column has that row as pivot (``-1``: none), or ``-2 - j`` for the ``j``-th
+# stored (reduced) column. A column that stays as it is is read back from ``neighbours`` when it
+# is added: a quarter of the table that would hold its rows, which every apparent pair writes and
+# a volume's five reductions fill and fault in (measured on a 64x128x128 volume: 4-6 % of the
+# whole matching). Indexed by cell, the apparent pairs' writes land next to the column being read
+# (the pivot is one of its neighbours) instead of at a random rank: half of their cost. A reduction
+# holds each row as one integer of its row and its cell (:func:`_entry`), so that a pivot's cell is
+# never looked up by its row: that look-up lands anywhere in the table of cells by rank.
 
 
 @njit(cache=True, nogil=True)
@@ -524,15 +524,6 @@ def _cell_bits(n_cells):
 def _entry(cell, rank, flip, bits):
     """A row as a heap entry: the latest row smallest, its cell in the low ``bits``."""
     return np.int64(rank.size - 1 - _position(cell, rank, flip)) << bits | cell
-
-
-@njit(cache=True, nogil=True)
-def _keep(owners, pivot_cell, column_cell, others):
-    """Record ``column_cell``'s column (other rows' cells ``others``) as the owner of its pivot's
-    row, as it is."""
-    owners[pivot_cell, 0] = column_cell
-    for i in range(others.size):
-        owners[pivot_cell, 1 + i] = others[i]
 
 
 @njit(cache=True, nogil=True)
@@ -573,7 +564,16 @@ def apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, nev
             pivot, pivot_cell = r3, s3
         if pivot < 0:
             continue
-        # the other rows' cells
+        k = _position(c, column_rank, flip)
+        apparent = True
+        for i in range(transposed.shape[1]):
+            other = transposed[pivot_cell, i]
+            if other >= 0 and not cleared[other] and _position(other, column_rank, flip) < k:
+                apparent = False
+        if apparent:
+            owners[pivot_cell] = c
+            continue
+        # the other rows' cells, read by the reduction from here, not scattered over the tables
         if pivot_cell == s0:
             o0, o1, o2 = s1, s2, s3
         elif pivot_cell == s1:
@@ -582,15 +582,6 @@ def apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, nev
             o0, o1, o2 = s0, s1, s3
         else:
             o0, o1, o2 = s0, s1, s2
-        k = _position(c, column_rank, flip)
-        apparent = True
-        for i in range(transposed.shape[1]):
-            other = transposed[pivot_cell, i]
-            if other >= 0 and not cleared[other] and _position(other, column_rank, flip) < k:
-                apparent = False
-        if apparent:
-            owners[pivot_cell, 0], owners[pivot_cell, 1], owners[pivot_cell, 2], owners[pivot_cell, 3] = c, o0, o1, o2
-            continue
         if n == unresolved_columns.size:
             unresolved_columns = grown(unresolved_columns, n + 1)
             unresolved_cells = grown(unresolved_cells, n + 1)
@@ -613,12 +604,13 @@ def apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, nev
 
 
 @njit(cache=True, nogil=True)
-def reduce_unresolved(unresolved_cells, unresolved, rank, flip, owners):
+def reduce_unresolved(unresolved_cells, unresolved, neighbours, rank, flip, never_pivot, owners):
     """Column reduction of the columns that :func:`apparent_pairs` left (of ``unresolved_cells``,
     row cells ``unresolved``), in column order.
 
-    A column is reduced by adding the column that owns its pivot: one kept as it is or a reduced
-    one, stored pivot first in one pool. The column being reduced is a heap of :func:`_entry`
+    A column is reduced by adding the column that owns its pivot: one kept as it is (its rows:
+    its ``neighbours`` but the ``never_pivot`` ones) or a reduced one, stored pivot first in one
+    pool. The column being reduced is a heap of :func:`_entry`
     whose equal entries cancel when they reach the top: an addition costs the added column's
     length, not the reduced column's, which grows to hundreds of rows on a plateau while the added
     ones hold a few (measured on a 64x128x128 noisy prediction against its mask). Completes
@@ -634,8 +626,8 @@ def reduce_unresolved(unresolved_cells, unresolved, rank, flip, owners):
     stored_cells = np.empty(1024, np.int64)
     for u in range(unresolved_cells.size):
         pivot_cell = unresolved[u, width - 1]
-        if owners[pivot_cell, 0] == -1:  # its pivot is free: it stays as it is (most columns of a mask's rows)
-            _keep(owners, pivot_cell, unresolved_cells[u], unresolved[u, :width - 1])
+        if owners[pivot_cell] == -1:  # its pivot is free: it stays as it is (most columns of a mask's rows)
+            owners[pivot_cell] = unresolved_cells[u]
             continue
         size = 0  # otherwise it is reduced (its pivot is owned): into the heap
         for i in range(width):
@@ -647,15 +639,16 @@ def reduce_unresolved(unresolved_cells, unresolved, rank, flip, owners):
             if entry < 0:
                 break
             pivot_cell = entry & cell_of
-            j = owners[pivot_cell, 0]
+            j = owners[pivot_cell]
             if j == -1:
                 break
             if j >= 0:  # kept as it is: its rows but the pivot, just popped
                 if size + width > heap.size:
                     heap = grown(heap, size + width)
-                for i in range(1, width):
-                    if owners[pivot_cell, i] >= 0:
-                        heap_push(heap, size, _entry(owners[pivot_cell, i], rank, flip, bits))
+                for i in range(width):
+                    s = neighbours[j, i]
+                    if s >= 0 and s != pivot_cell and not never_pivot[s]:
+                        heap_push(heap, size, _entry(s, rank, flip, bits))
                         size += 1
             else:
                 first, stop = start[-2 - j] + 1, start[-1 - j]
@@ -666,7 +659,7 @@ def reduce_unresolved(unresolved_cells, unresolved, rank, flip, owners):
                     size += 1
         if entry < 0:  # reduced to zero
             continue
-        owners[pivot_cell, 0] = -2 - n_stored
+        owners[pivot_cell] = -2 - n_stored
         if n_stored == stored_cells.size:
             stored_cells = grown(stored_cells, n_stored + 1)
         stored_cells[n_stored] = unresolved_cells[u]
@@ -681,7 +674,7 @@ def reduce_unresolved(unresolved_cells, unresolved, rank, flip, owners):
 @njit(cache=True, nogil=True)
 def _owner(owners, stored_cells, s):
     """The cell whose column has row cell ``s`` as pivot, ``-1``: none."""
-    column = owners[s, 0]
+    column = owners[s]
     return stored_cells[-2 - column] if column < -1 else column
 
 
@@ -731,9 +724,9 @@ def edges_killed_at(owners, stored_cells, squares, by_square, n_squares):
 
 def reduce_incidences(column_rank, neighbours, transposed, rank, flip, cleared, never_pivot):
     """Reduce the matrix described above: ``(owners, stored cells)`` (see :func:`reduce_unresolved`)."""
-    owners = np.full((rank.size, neighbours.shape[1]), -1, np.int32)
+    owners = np.full(rank.size, -1, np.int32)
     unresolved = apparent_pairs(column_rank, neighbours, transposed, rank, flip, cleared, never_pivot, owners)
-    return owners, reduce_unresolved(*unresolved, rank, flip, owners)
+    return owners, reduce_unresolved(*unresolved, neighbours, rank, flip, never_pivot, owners)
 
 
 @dataclass(frozen=True)
