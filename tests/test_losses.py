@@ -10,6 +10,7 @@ from monai.engines import SupervisedTrainer
 from monai.losses import DiceCELoss, DiceLoss
 
 from monai_topo.losses import (
+    BettiMatchingLoss,
     PersistenceMatchingLoss,
     TopologicalPriorLoss,
     TopologicalWrapperLoss,
@@ -400,6 +401,32 @@ def test_prior_loss_alone_as_trainer_loss_function():
     )
     trainer.run()
     assert np.isfinite(float(trainer.state.output[0]["loss"]))
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("name", ["prior", "matching", "betti matching"])
+def test_losses_take_a_batch_that_monai_collated_from_metatensors(name, ndim):
+    """A MONAI DataLoader stacks MetaTensors with per-item metadata (file names) into a batch that
+    refuses slicing across items; each loss gives the value and the input gradient it gives on the
+    plain tensors, and the gradient reaches the MetaTensor."""
+    from monai.data import DataLoader, Dataset
+
+    spatial = (12, 12) if ndim == 2 else (6, 8, 8)
+    images = smooth_maps((3, 1, *spatial), 5)
+    labels = (smooth_maps((3, 1, *spatial), 6) > 0.5).float()
+    items = [{"image": MetaTensor(images[i], meta={"filename_or_obj": f"image_{i}.nii.gz"}),
+              "label": MetaTensor(labels[i], meta={"filename_or_obj": f"label_{i}.nii.gz"})} for i in range(3)]
+    batch = next(iter(DataLoader(Dataset(items), batch_size=3)))
+    assert isinstance(batch["image"], MetaTensor) and batch["image"].is_batch
+    loss = {"prior": lambda x, y: TopologicalPriorLoss(prior=(1,) + (0,) * (ndim - 1))(x),
+            "matching": PersistenceMatchingLoss(), "betti matching": BettiMatchingLoss()}[name]
+    collated = batch["image"].clone().requires_grad_()
+    plain = images.clone().requires_grad_()
+    got, expected = loss(collated, batch["label"]), loss(plain, labels)
+    got.backward()
+    expected.backward()
+    assert float(got) == pytest.approx(float(expected), rel=1e-6) and float(expected) > 0
+    torch.testing.assert_close(torch.as_tensor(collated.grad).as_subclass(torch.Tensor), plain.grad)
 
 
 # ---------------------------------------------------------------- errors

@@ -17,6 +17,13 @@ from monai_topo.validation import check_bool, check_int
 PROBABILITY_TOLERANCE = 1e-5
 
 
+def plain_tensor(x):
+    """``x`` as a plain ``torch.Tensor`` where it is a subclass (a MONAI ``MetaTensor``), still in the
+    autograd graph: the losses slice and index the flattened batch, which a collated batch of
+    MetaTensors with per-item metadata refuses. Anything else is returned as it is."""
+    return x.as_subclass(torch.Tensor) if isinstance(x, torch.Tensor) and type(x) is not torch.Tensor else x
+
+
 def check_batch(x: torch.Tensor, name: str, finite: bool = True) -> torch.Tensor:
     """Raise unless ``x`` is a non-empty, finite ``(B, C, *spatial)`` tensor with 2 or 3 spatial dimensions
     (``finite=False``: the values are not looked at)."""
@@ -110,6 +117,7 @@ class TopologicalLoss(_Loss):
 
     def activate(self, input: torch.Tensor) -> torch.Tensor:
         """Validate ``input``, apply the configured activation and check the result is a probability map."""
+        input = plain_tensor(input)
         if isinstance(input, torch.Tensor) and not input.is_floating_point():
             raise TypeError(f"input must be a floating-point tensor, got dtype {input.dtype}.")
         if not (self.sigmoid or self.softmax or self.other_act is not None):

@@ -13,7 +13,13 @@ from monai.networks import one_hot
 from monai.utils import LossReduction
 from scipy.optimize import linear_sum_assignment
 
-from monai_topo.losses.base import TopologicalLoss, check_probability_map, loss_table, zero_gradient_where_constant
+from monai_topo.losses.base import (
+    TopologicalLoss,
+    check_probability_map,
+    loss_table,
+    plain_tensor,
+    zero_gradient_where_constant,
+)
 from monai_topo.ph import DEFAULT_CONNECTIVITY, PersistenceDiagram, batch_persistence
 from monai_topo.validation import check_bool
 
@@ -275,7 +281,7 @@ class PersistenceMatchingLoss(TopologicalLoss):
     def _target(self, target: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
         if not isinstance(target, torch.Tensor):
             raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}.")
-        target = target.detach()
+        target = plain_tensor(target).detach()
         if target.is_complex():
             raise TypeError(f"target must hold real numbers, got dtype {target.dtype}.")
         if self.to_onehot_y and input.shape[1] == 1:
