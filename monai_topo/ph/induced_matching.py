@@ -365,7 +365,7 @@ def image_deaths_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g):
     """Where the image bars of ``P`` and of ``G`` die with the bars of ``C`` in dimension 0: for
     each positive-length bar of ``C``, the vertices where they were born, and ``C``'s merging
     edges (as :func:`bars_dim0`). The bars of ``P`` and ``G`` born there are matched (see
-    :func:`matched_through`).
+    :func:`matched_bars`).
 
     Union-finds of ``P`` and ``G`` that follow ``C``'s merges have ``C``'s components, so one
     union-find holds them, with each component's eldest vertex by ``P``'s and by ``G``'s values:
@@ -402,11 +402,9 @@ def image_deaths_dim0(vertex_c, edge_c, edge_ends, order_c, vertex_p, vertex_g):
     return births_p[:n], births_g[:n], merged
 
 
-def matched_through(at_p: np.ndarray, at_g: np.ndarray, bar_p: np.ndarray, bar_g: np.ndarray) -> np.ndarray:
-    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C``: for each bar of ``C``,
-    the cells ``at_p``, ``at_g`` where its image bars meet those of ``P`` and ``G``, and ``bar_p``,
-    ``bar_g`` the bar of each map at each such cell (``-1``: none)."""
-    of_p, of_g = bar_p[at_p], bar_g[at_g]
+def matched_bars(of_p: np.ndarray, of_g: np.ndarray) -> np.ndarray:
+    """Pairs ``(bar of P, bar of G)`` matched through the bars of ``C``: ``of_p[i]``, ``of_g[i]`` the
+    bars of ``P`` and ``G`` whose image bars meet ``C``'s ``i``-th bar (``-1``: none)."""
     both = (of_p >= 0) & (of_g >= 0)
     return np.stack([of_p[both], of_g[both]], 1).astype(np.int64)
 
@@ -459,7 +457,7 @@ def bars_top(top_values, facet_values, top_c, facet_ends, order):
 def deaths_top(top_c, facet_c, facet_ends, order_c):
     """The positive-length bars of ``C`` in the top dimension, by the top cell (the root of ``C``'s
     union-find) that dies, and ``C``'s creating facets (as :func:`bars_top`). The bars of ``P``
-    and ``G`` that :func:`bars_top` lands at that root are matched (see :func:`matched_through`)."""
+    and ``G`` that :func:`bars_top` lands at that root are matched (see :func:`matched_bars`)."""
     outside = top_c.size
     parent = np.arange(outside + 1, dtype=np.int32)
     deaths = np.empty(outside, np.int64)
@@ -845,10 +843,9 @@ def _side_values(cells: Layout, x: np.ndarray, full: bool) -> dict:
         side = {"vertex": x.reshape(-1), "edge": _face_values(x3, first, 1), "top": _face_values(x3, first, ndim)}
         side["facet"] = side["edge"] if ndim == 2 else _face_values(x3, first, ndim - 1)
         return side
-    grid = khalimsky_values(x, full).reshape(-1)
-    voxels = "top" if full else "vertex"  # the voxels, in memory order in the Layout's
-    side = {kind: grid[cells.of(kind)] for kind in ("vertex", "edge", "top") if kind != voxels}
-    side[voxels] = x.reshape(-1)
+    grid = khalimsky_values(x, full).reshape(-1)  # the T-construction: its voxels are the top cells
+    side = {kind: grid[cells.of(kind)] for kind in ("vertex", "edge")}
+    side["top"] = x.reshape(-1)  # in memory order in the Layout's
     side["facet"] = side["edge"] if cells.facets is cells.edges else grid[cells.facets]  # an image's facets: its edges
     return side
 
@@ -1106,16 +1103,16 @@ def betti_matching(prediction: np.ndarray, target: np.ndarray, connectivity: str
     run_tasks(dict(sorted(tasks.items(), key=lambda task: stages.index(task[0].split()[0]))), pool)
 
     (bp, dp, _, _), (bg, dg, _, _) = p["dim0"], g["dim0"]
-    per_dim = [("vertex", "edge", bp, dp, bg, dg, matched_through(*c["dim0"][:2], p["dim0"][2], g["dim0"][2]))]
+    at_p, at_g, _ = c["dim0"]
+    per_dim = [("vertex", "edge", bp, dp, bg, dg, matched_bars(p["dim0"][2][at_p], g["dim0"][2][at_g]))]
     if middle:
         (bp1, dp1), (bg1, dg1) = results["P", "P"], results["G", "G"]
-        both = (results["image", "P"] >= 0) & (results["image", "G"] >= 0)
-        matches = np.stack([results["image", "P"][both], results["image", "G"][both]], 1)
+        matches = matched_bars(results["image", "P"], results["image", "G"])
         per_dim.append(("edge", "facet", bp1, dp1, bg1, dg1, matches))
     if maxdim >= ndim - 1:
         (bp, dp, _, _), (bg, dg, _, _) = p["top_bars"], g["top_bars"]
         dies = c["top_bars"][0]
-        per_dim.append(("facet", "top", bp, dp, bg, dg, matched_through(dies, dies, p["top_bars"][2], g["top_bars"][2])))
+        per_dim.append(("facet", "top", bp, dp, bg, dg, matched_bars(p["top_bars"][2][dies], g["top_bars"][2][dies])))
     per_dim = per_dim[:maxdim + 1]
 
     k3 = (1,) * (3 - ndim) + kshape
