@@ -608,11 +608,11 @@ def reduce_unresolved(unresolved_cells, unresolved, neighbours, rank, flip, neve
 
     A column is reduced by adding the column that owns its pivot: one kept as it is (its rows:
     its ``neighbours`` but the ``never_pivot`` ones) or a reduced one, stored pivot first in one
-    pool. The column being reduced is a heap of :func:`_entry`
-    whose equal entries cancel when they reach the top: an addition costs the added column's
-    length, not the reduced column's, which grows to hundreds of rows on a plateau while the added
-    ones hold a few (measured on a 64x128x128 noisy prediction against its mask). Completes
-    ``owners``; returns the cell of each stored (reduced) column.
+    pool. The column being reduced is a heap of :func:`_entry` whose equal entries cancel when
+    they reach the top: an addition costs the added column's length, not the reduced column's,
+    which grows to hundreds of rows on a plateau while the added ones hold a few (measured on a
+    64x128x128 noisy prediction against its mask). Completes ``owners``; returns the cell of each
+    stored (reduced) column.
     """
     width = unresolved.shape[1]
     bits = _cell_bits(rank.size)
